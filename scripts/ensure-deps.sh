@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Makes sure the system libraries and tools zerotrain builds and runs with are present.
+# As root on Debian/Ubuntu it installs what is missing with apt; otherwise it prints exactly
+# what to install (or `module load` on a cluster) and exits non-zero.
+set -euo pipefail
+
+need_pkgs=()
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+have_pc() { have_cmd pkg-config && pkg-config --exists "$1" 2>/dev/null; }
+
+have_cmd pkg-config || need_pkgs+=(pkg-config)
+{ have_cmd mpirun && have_cmd mpicc; } || need_pkgs+=(openmpi-bin libopenmpi-dev)
+{ have_pc hdf5 || [ -e /usr/include/hdf5/serial/hdf5.h ] || [ -n "${HDF5_DIR:-}" ]; } || need_pkgs+=(libhdf5-dev)
+{ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || [ -n "${LIBCLANG_PATH:-}" ]; } || need_pkgs+=(libclang-dev)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && have_cmd apt-get; then
+    echo "ensure-deps: installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "ensure-deps: missing system packages: ${need_pkgs[*]}" >&2
+    echo "  on Debian/Ubuntu: sudo apt-get install ${need_pkgs[*]}" >&2
+    echo "  on a cluster, load the modules instead, e.g.: module load openmpi hdf5 llvm" >&2
+    exit 1
+  fi
+fi
+
+if ! have_cmd cargo; then
+  echo "ensure-deps: cargo (Rust) is missing: install it from https://rustup.rs" >&2
+  exit 1
+fi
+
+# Python numpy/h5py are used by `make bench` (numpy GEMM reference) and by the h5py
+# interoperability tests; optional for `make run`.
+if [ "${1:-}" = "--python" ]; then
+  if ! python3 -c 'import numpy, h5py' >/dev/null 2>&1; then
+    echo "ensure-deps: installing numpy and h5py for python3"
+    python3 -m pip install -q numpy h5py || echo "ensure-deps: could not install numpy/h5py; the tests that need them will skip" >&2
+  fi
+fi

@@ -1,0 +1,1 @@
+//! The `checkpoint` part (see DESIGN.md).

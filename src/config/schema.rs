@@ -1,0 +1,454 @@
+//! The configuration sections, their defaults and their checks.
+use super::ConfigError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub train: TrainConfig,
+    pub zero: ZeroConfig,
+    pub precision: PrecisionConfig,
+    pub checkpoint: CheckpointConfig,
+    pub log: LogConfig,
+    pub system: SystemConfig,
+    /// Where this config came from (not a key).
+    #[serde(skip)]
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Gpt,
+    Mlp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    // gpt
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub d_model: usize,
+    pub ctx: usize,
+    pub vocab: usize,
+    // mlp
+    pub inputs: usize,
+    pub hidden: Vec<usize>,
+    pub classes: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::Gpt,
+            n_layer: 2,
+            n_head: 2,
+            d_model: 32,
+            ctx: 16,
+            vocab: 64,
+            inputs: 16,
+            hidden: vec![32],
+            classes: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSource {
+    Synthetic,
+    Hdf5,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampling {
+    Random,
+    Epoch,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DataConfig {
+    pub source: DataSource,
+    /// Dataset directory (with `manifest.json`) for `source = "hdf5"`.
+    pub path: String,
+    pub sampling: Sampling,
+    /// Batches the prefetch thread keeps ready.
+    pub prefetch: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: DataSource::Synthetic,
+            path: String::new(),
+            sampling: Sampling::Random,
+            prefetch: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    Cosine,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub steps: usize,
+    /// Sequences (or samples) per rank per micro-step.
+    pub micro_batch: usize,
+    pub grad_accum: usize,
+    /// Optional check: must equal micro_batch * grad_accum * world size (0 = unchecked).
+    pub global_batch: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup: usize,
+    pub schedule: Schedule,
+    /// Steps over which cosine decays to min_lr (0 = `steps`).
+    pub decay_steps: usize,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    /// Clip the global gradient norm to this (0 = no clipping).
+    pub clip_grad: f64,
+    pub seed: u64,
+    /// Evaluate every this many steps (0 = never, except at the end when > 0 batches).
+    pub eval_every: usize,
+    pub eval_batches: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 20,
+            micro_batch: 4,
+            grad_accum: 1,
+            global_batch: 0,
+            optimizer: OptimizerKind::Adamw,
+            lr: 1e-3,
+            min_lr: 1e-4,
+            warmup: 0,
+            schedule: Schedule::Constant,
+            decay_steps: 0,
+            betas: [0.9, 0.95],
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            clip_grad: 0.0,
+            seed: 1337,
+            eval_every: 0,
+            eval_batches: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ZeroConfig {
+    pub stage: u8,
+    /// Gradient bucket size in MiB: small neighbouring units are fused up to this.
+    pub bucket_mb: f64,
+    /// Stage 3: all-gather the next unit while computing this one.
+    pub prefetch: bool,
+    /// Stage 3: free gathered parameters after forward (false keeps them until backward).
+    pub reshard_after_forward: bool,
+}
+
+impl Default for ZeroConfig {
+    fn default() -> Self {
+        ZeroConfig {
+            stage: 0,
+            bucket_mb: 25.0,
+            prefetch: true,
+            reshard_after_forward: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+impl DType {
+    pub fn bytes(self) -> usize {
+        match self {
+            DType::Fp32 => 4,
+            DType::Bf16 | DType::Fp16 => 2,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Fp32 => "fp32",
+            DType::Bf16 => "bf16",
+            DType::Fp16 => "fp16",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PrecisionConfig {
+    /// Parameters, gradients and their communication.
+    pub dtype: DType,
+    /// Gradient reduction dtype ("" = same as dtype).
+    pub reduce_dtype: String,
+    pub loss_scale_init: f64,
+    /// Clean steps before the fp16 loss scale doubles.
+    pub loss_scale_window: usize,
+    pub min_loss_scale: f64,
+}
+
+impl Default for PrecisionConfig {
+    fn default() -> Self {
+        PrecisionConfig {
+            dtype: DType::Fp32,
+            reduce_dtype: String::new(),
+            loss_scale_init: 65536.0,
+            loss_scale_window: 1000,
+            min_loss_scale: 1.0,
+        }
+    }
+}
+
+impl PrecisionConfig {
+    /// The dtype gradients are reduced in.
+    pub fn reduce(&self) -> DType {
+        match self.reduce_dtype.as_str() {
+            "fp32" => DType::Fp32,
+            "bf16" => DType::Bf16,
+            "fp16" => DType::Fp16,
+            _ => self.dtype,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CheckpointConfig {
+    /// Directory holding one sub-directory per saved step ("" = no checkpoints).
+    pub dir: String,
+    /// Save every this many steps (0 = only at the end when `dir` is set).
+    pub every: usize,
+    /// How many checkpoints to keep (0 = all).
+    pub keep: usize,
+    /// "" (start fresh), "auto" (resume from `dir`/latest if present) or a checkpoint path.
+    pub resume: String,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            dir: String::new(),
+            every: 0,
+            keep: 2,
+            resume: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LogConfig {
+    /// JSONL metrics file written by rank 0 ("" = none).
+    pub metrics: String,
+    /// Log every this many steps.
+    pub every: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            metrics: String::new(),
+            every: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SystemConfig {
+    /// "cpu", "cuda" or "auto".
+    pub device: String,
+    /// Compute threads per rank (GEMM).
+    pub threads: usize,
+    /// CUDA-aware MPI: "auto" (detect), "on" or "off". ZEROTRAIN_CUDA_AWARE overrides.
+    pub cuda_aware: String,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig {
+            device: "cpu".into(),
+            threads: 1,
+            cuda_aware: "auto".into(),
+        }
+    }
+}
+
+fn invalid(file: &str, key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.into(),
+        key: key.into(),
+        msg: msg.into(),
+    }
+}
+
+impl Config {
+    /// Checks that need no knowledge of the world size.
+    pub(super) fn validate_static(&self, file: &str) -> Result<(), ConfigError> {
+        let m = &self.model;
+        let t = &self.train;
+        if self.zero.stage > 3 {
+            return Err(invalid(
+                file,
+                "zero.stage",
+                format!("must be 0, 1, 2 or 3, got {}", self.zero.stage),
+            ));
+        }
+        match m.kind {
+            ModelKind::Gpt => {
+                for (k, v) in [
+                    ("model.n_layer", m.n_layer),
+                    ("model.n_head", m.n_head),
+                    ("model.d_model", m.d_model),
+                    ("model.ctx", m.ctx),
+                    ("model.vocab", m.vocab),
+                ] {
+                    if v == 0 {
+                        return Err(invalid(file, k, "must be at least 1"));
+                    }
+                }
+                if m.d_model % m.n_head != 0 {
+                    return Err(invalid(
+                        file,
+                        "model.d_model",
+                        format!(
+                            "{} is not divisible by model.n_head = {}",
+                            m.d_model, m.n_head
+                        ),
+                    ));
+                }
+            }
+            ModelKind::Mlp => {
+                if m.inputs == 0 || m.classes < 2 || m.hidden.contains(&0) {
+                    return Err(invalid(
+                        file,
+                        "model",
+                        "mlp needs inputs >= 1, classes >= 2 and non-zero hidden sizes",
+                    ));
+                }
+            }
+        }
+        if t.micro_batch == 0 {
+            return Err(invalid(file, "train.micro_batch", "must be at least 1"));
+        }
+        if t.grad_accum == 0 {
+            return Err(invalid(file, "train.grad_accum", "must be at least 1"));
+        }
+        if !(t.lr.is_finite() && t.lr >= 0.0) || !(t.min_lr.is_finite() && t.min_lr >= 0.0) {
+            return Err(invalid(
+                file,
+                "train.lr",
+                "lr and min_lr must be finite and non-negative",
+            ));
+        }
+        if !(0.0..1.0).contains(&t.betas[0]) || !(0.0..1.0).contains(&t.betas[1]) {
+            return Err(invalid(file, "train.betas", "both betas must be in [0, 1)"));
+        }
+        if !(self.zero.bucket_mb > 0.0) {
+            return Err(invalid(file, "zero.bucket_mb", "must be positive"));
+        }
+        if !matches!(
+            self.precision.reduce_dtype.as_str(),
+            "" | "fp32" | "bf16" | "fp16"
+        ) {
+            return Err(invalid(
+                file,
+                "precision.reduce_dtype",
+                format!(
+                    "must be \"fp32\", \"bf16\", \"fp16\" or empty, got {:?}",
+                    self.precision.reduce_dtype
+                ),
+            ));
+        }
+        if !matches!(self.system.device.as_str(), "cpu" | "cuda" | "auto") {
+            return Err(invalid(
+                file,
+                "system.device",
+                format!(
+                    "must be \"cpu\", \"cuda\" or \"auto\", got {:?}",
+                    self.system.device
+                ),
+            ));
+        }
+        if !matches!(self.system.cuda_aware.as_str(), "auto" | "on" | "off") {
+            return Err(invalid(
+                file,
+                "system.cuda_aware",
+                format!(
+                    "must be \"auto\", \"on\" or \"off\", got {:?}",
+                    self.system.cuda_aware
+                ),
+            ));
+        }
+        if self.system.threads == 0 {
+            return Err(invalid(file, "system.threads", "must be at least 1"));
+        }
+        if self.data.source == DataSource::Hdf5 && self.data.path.is_empty() {
+            return Err(invalid(
+                file,
+                "data.path",
+                "source = \"hdf5\" needs a dataset directory",
+            ));
+        }
+        if self.data.prefetch == 0 {
+            return Err(invalid(file, "data.prefetch", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Checks that depend on the world size; every rank runs them before any collective.
+    pub fn validate(&self, world: usize) -> Result<(), ConfigError> {
+        let t = &self.train;
+        let per_step = t.micro_batch * t.grad_accum * world;
+        if t.global_batch != 0 && t.global_batch != per_step {
+            return Err(invalid(
+                &self.source,
+                "train.global_batch",
+                format!(
+                    "{} != micro_batch {} x grad_accum {} x world size {} = {}",
+                    t.global_batch, t.micro_batch, t.grad_accum, world, per_step
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Samples (sequences) in one optimizer step across all ranks.
+    pub fn global_batch(&self, world: usize) -> usize {
+        self.train.micro_batch * self.train.grad_accum * world
+    }
+}

@@ -1,0 +1,3 @@
+//! The `data` part: HDF5 shard format, manifest, sampler, prefetching loader, synthetic data.
+pub mod batch;
+pub use batch::Batch;

@@ -1,0 +1,1 @@
+//! The `device` part (see DESIGN.md).

@@ -1,0 +1,1 @@
+//! The `dist` part: MPI initialisation, ranks, collectives, abort-on-error.

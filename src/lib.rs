@@ -1,0 +1,12 @@
+//! zerotrain: data-parallel training with DDP and ZeRO stages 1-3 over MPI.
+//! The parts and how a step flows through them are described in DESIGN.md.
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod dist;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod zero;

@@ -1,0 +1,1 @@
+//! The `optim` part (see DESIGN.md).

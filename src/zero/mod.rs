@@ -1,0 +1,1 @@
+//! The `zero` part (see DESIGN.md).
