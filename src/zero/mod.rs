@@ -1,1 +1,17 @@
-//! The `zero` part (see DESIGN.md).
+//! The `zero` part: flat buffers, partition layout, buckets, the per-stage schedule, and
+//! memory and communication accounting. It drives any `model::Model` on any backend.
+mod layout;
+mod plan;
+mod store;
+
+pub use layout::{Layout, UnitLayout, ALIGN};
+pub use plan::{buckets, optimizer_states, MemPlan, StagePlan};
+pub use store::Store;
+mod comm;
+mod engine;
+mod grads;
+mod params;
+mod update;
+
+pub use comm::CommStats;
+pub use engine::{Engine, StepOutcome, Transient};

@@ -1,0 +1,176 @@
+//! Collectives on `Store`s, timed and counted: every element this rank contributes is
+//! added to the step's volume, time in flight to `comm_ms` and time spent waiting to
+//! `exposed_ms`.
+use super::Store;
+use crate::dist::{Dist, Pending, ReduceOp};
+use half::{bf16, f16};
+use serde::Serialize;
+use std::time::Instant;
+
+/// One step's communication: elements per collective kind (padded) and time.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CommStats {
+    pub allreduce: usize,
+    pub reduce_scatter: usize,
+    pub allgather: usize,
+    /// Logical volume as the ZeRO paper counts it (an all-reduce counts twice).
+    pub volume: usize,
+    #[serde(skip)]
+    pub comm_ms: f64,
+    #[serde(skip)]
+    pub exposed_ms: f64,
+}
+
+impl CommStats {
+    fn add_allreduce(&mut self, n: usize) {
+        self.allreduce += n;
+        self.volume += 2 * n;
+    }
+    fn add_reduce_scatter(&mut self, n: usize) {
+        self.reduce_scatter += n;
+        self.volume += n;
+    }
+    fn add_allgather(&mut self, n: usize) {
+        self.allgather += n;
+        self.volume += n;
+    }
+    /// Time of a blocking collective: all of it was in flight and all of it exposed.
+    fn blocking(&mut self, since: Instant) {
+        let ms = since.elapsed().as_secs_f64() * 1e3;
+        self.comm_ms += ms;
+        self.exposed_ms += ms;
+    }
+}
+
+enum Typed {
+    F32(Pending<f32>),
+    Bf16(Pending<bf16>),
+    F16(Pending<f16>),
+}
+
+/// A non-blocking collective on owned `Store`s.
+pub struct InFlight {
+    op: Typed,
+    started: Instant,
+    done: Option<Instant>,
+}
+
+impl InFlight {
+    fn new(op: Typed) -> InFlight {
+        InFlight {
+            op,
+            started: Instant::now(),
+            done: None,
+        }
+    }
+    /// Drives MPI progress; true once complete.
+    pub fn test(&mut self) -> bool {
+        if self.done.is_some() {
+            return true;
+        }
+        let finished = match &mut self.op {
+            Typed::F32(p) => p.test(),
+            Typed::Bf16(p) => p.test(),
+            Typed::F16(p) => p.test(),
+        };
+        if finished {
+            self.done = Some(Instant::now());
+        }
+        finished
+    }
+    /// Waits; returns (result, the other buffer) and adds to the step's times.
+    pub fn wait(self, stats: &mut CommStats) -> anyhow::Result<(Store, Store)> {
+        let waited = Instant::now();
+        let (a, b) = match self.op {
+            Typed::F32(p) => {
+                let (a, b) = p.wait()?;
+                (Store::F32(a), Store::F32(b))
+            }
+            Typed::Bf16(p) => {
+                let (a, b) = p.wait()?;
+                (Store::Bf16(a), Store::Bf16(b))
+            }
+            Typed::F16(p) => {
+                let (a, b) = p.wait()?;
+                (Store::F16(a), Store::F16(b))
+            }
+        };
+        let now = Instant::now();
+        let done = self.done.unwrap_or(now);
+        stats.comm_ms += (done - self.started).as_secs_f64() * 1e3;
+        if self.done.is_none() {
+            stats.exposed_ms += (now - waited).as_secs_f64() * 1e3;
+        }
+        Ok((a, b))
+    }
+}
+
+fn dtype_mismatch() -> anyhow::Error {
+    anyhow::anyhow!("internal error: collective buffers of different dtypes")
+}
+
+/// Starts a sum all-reduce of `buf`.
+pub fn iall_reduce(dist: &Dist, buf: Store, stats: &mut CommStats) -> anyhow::Result<InFlight> {
+    stats.add_allreduce(buf.len());
+    let op = match buf {
+        Store::F32(v) => Typed::F32(dist.iall_reduce(v, ReduceOp::Sum)?),
+        Store::Bf16(v) => Typed::Bf16(dist.iall_reduce(v, ReduceOp::Sum)?),
+        Store::F16(v) => Typed::F16(dist.iall_reduce(v, ReduceOp::Sum)?),
+    };
+    Ok(InFlight::new(op))
+}
+
+/// Starts a sum reduce-scatter of `send` (world equal blocks) into `recv`.
+pub fn ireduce_scatter(dist: &Dist, send: Store, recv: Store, stats: &mut CommStats) -> anyhow::Result<InFlight> {
+    stats.add_reduce_scatter(send.len());
+    let op = match (send, recv) {
+        (Store::F32(s), Store::F32(r)) => Typed::F32(dist.ireduce_scatter(s, r, ReduceOp::Sum)?),
+        (Store::Bf16(s), Store::Bf16(r)) => Typed::Bf16(dist.ireduce_scatter(s, r, ReduceOp::Sum)?),
+        (Store::F16(s), Store::F16(r)) => Typed::F16(dist.ireduce_scatter(s, r, ReduceOp::Sum)?),
+        _ => return Err(dtype_mismatch()),
+    };
+    Ok(InFlight::new(op))
+}
+
+/// Starts an all-gather of `send` (this rank's block) into `recv` (world blocks).
+pub fn iall_gather(dist: &Dist, send: Store, recv: Store, stats: &mut CommStats) -> anyhow::Result<InFlight> {
+    stats.add_allgather(recv.len());
+    let op = match (send, recv) {
+        (Store::F32(s), Store::F32(r)) => Typed::F32(dist.iall_gather(s, r)?),
+        (Store::Bf16(s), Store::Bf16(r)) => Typed::Bf16(dist.iall_gather(s, r)?),
+        (Store::F16(s), Store::F16(r)) => Typed::F16(dist.iall_gather(s, r)?),
+        _ => return Err(dtype_mismatch()),
+    };
+    Ok(InFlight::new(op))
+}
+
+/// Blocking all-gather of `send` into `recv`.
+pub fn all_gather(dist: &Dist, send: &Store, recv: &mut Store, stats: &mut CommStats) -> anyhow::Result<()> {
+    let t = Instant::now();
+    stats.add_allgather(recv.len());
+    match (send, recv) {
+        (Store::F32(s), Store::F32(r)) => dist.all_gather(s, r)?,
+        (Store::Bf16(s), Store::Bf16(r)) => dist.all_gather(s, r)?,
+        (Store::F16(s), Store::F16(r)) => dist.all_gather(s, r)?,
+        _ => return Err(dtype_mismatch()),
+    }
+    stats.blocking(t);
+    Ok(())
+}
+
+/// Blocking all-gather of f32 data straight into a host slice (zero-copy on CPU).
+pub fn all_gather_f32(dist: &Dist, send: &[f32], recv: &mut [f32], stats: &mut CommStats) -> anyhow::Result<()> {
+    let t = Instant::now();
+    stats.add_allgather(recv.len());
+    dist.all_gather(send, recv)?;
+    stats.blocking(t);
+    Ok(())
+}
+
+/// Blocking sum of one scalar over all ranks (grad-norm partials, overflow flags).
+pub fn sum_scalar(dist: &Dist, x: f64, stats: &mut CommStats) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let s = dist.all_reduce_f64(x, ReduceOp::Sum)?;
+    stats.blocking(t);
+    Ok(s)
+}

@@ -1,0 +1,444 @@
+//! The engine: holds this rank's model states as the stage dictates and runs one
+//! optimizer step (micro-batches, gradient reduction, the sharded update).
+//!
+//! Where each unit's states live (P = `precision.dtype`, full = padded unit):
+//!
+//! | stage | params                      | grads                       | optimizer domain |
+//! |-------|-----------------------------|-----------------------------|------------------|
+//! | 0     | full (device f32, or host P)| full                        | full             |
+//! | 1     | full                        | full, reduce-scatter at end | shard            |
+//! | 2     | full                        | shard (reduce-scatter/unit) | shard            |
+//! | 3     | shard (host P)              | shard                       | shard            |
+//!
+//! fp32 parameters are their own master weights; half parameters get an fp32 master copy
+//! over the optimizer domain. Compute always sees f32 device buffers: fp32 full
+//! parameters directly, anything else through a working buffer from a pool (gathered
+//! and/or converted, released after use), so transient memory stays bounded by units.
+use super::comm::{self, CommStats, InFlight};
+use super::{buckets, optimizer_states, Layout, StagePlan, Store};
+use crate::config::{Config, DType};
+use crate::data::Batch;
+use crate::device::Backend;
+use crate::dist::Dist;
+use crate::model::{Model, UnitSpec};
+use crate::optim::{build_optimizer, clip_coef, LossScaler, Optimizer, StepHyper};
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where one unit's parameters or gradients live.
+pub(super) enum Home<B: Backend> {
+    /// A full f32 device buffer that kernels use directly.
+    Device(B::Buf),
+    /// Host storage in the run's dtype (full or this rank's shard).
+    Host(Store),
+}
+
+/// One gradient bucket's buffers: (send, receive), sized once for the largest bucket.
+type BucketBufs = (Store, Store);
+
+/// Transient bytes and their peaks in the current step.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Transient {
+    pub gathered_now: usize,
+    pub gathered_peak: usize,
+    pub bucket_now: usize,
+    pub bucket_peak: usize,
+}
+
+/// What one optimizer step produced.
+#[derive(Debug, Clone, Default)]
+pub struct StepOutcome {
+    /// Mean loss over micro-batches and ranks.
+    pub loss: f64,
+    pub grad_norm: f64,
+    /// fp16 overflow: the update was skipped on every rank.
+    pub skipped: bool,
+    pub loss_scale: f64,
+    pub compute_ms: f64,
+    pub optimizer_ms: f64,
+    pub comm: CommStats,
+}
+
+pub struct Engine<'d, B: Backend> {
+    pub(super) dist: &'d Dist,
+    pub(super) backend: Arc<B>,
+    pub(super) model: Box<dyn Model<B>>,
+    pub(super) specs: Vec<UnitSpec>,
+    pub layout: Layout,
+    pub plan: StagePlan,
+    pub(super) rank: usize,
+    pub(super) reduce: DType,
+    pub(super) root: Option<usize>,
+    pub(super) reshard_after_forward: bool,
+    pub(super) prefetch: bool,
+    pub(super) params: Vec<Home<B>>,
+    pub(super) grads: Vec<Home<B>>,
+    /// fp32 master weights over each unit's optimizer domain (empty when params are fp32).
+    pub(super) master: Vec<Vec<f32>>,
+    pub(super) optimizer: Box<dyn Optimizer>,
+    /// Offset of each unit's optimizer domain in the optimizer's flat state.
+    pub(super) opt_offsets: Vec<usize>,
+    pub(super) scaler: LossScaler,
+    // Working buffers (f32, device) for parameters and gradients, per unit while in use.
+    pub(super) pwork: Vec<Option<B::Buf>>,
+    pub(super) pfree: Vec<B::Buf>,
+    pub(super) gwork: Vec<Option<B::Buf>>,
+    pub(super) gfree: Vec<B::Buf>,
+    /// Stage 3: (send, receive) buffers for all-gathers, and the one in flight.
+    pub(super) gather_bufs: Vec<BucketBufs>,
+    pub(super) prefetched: Option<(usize, InFlight)>,
+    /// Host f32 scratch the size of the largest unit (conversions, norms).
+    pub(super) host_tmp: Vec<f32>,
+    pub(super) buckets: Vec<Vec<usize>>,
+    pub(super) bucket_of: Vec<usize>,
+    pub(super) bucket_ready: Vec<usize>,
+    pub(super) bucket_bufs: Vec<BucketBufs>,
+    pub(super) in_flight: VecDeque<(usize, InFlight)>,
+    pub(super) transient: Transient,
+    pub(super) stats: CommStats,
+    pub(super) train_cfg: crate::config::TrainConfig,
+    /// Clip the global gradient norm to this.
+    pub(super) clip_max: Option<f64>,
+    /// Optimizer steps taken (1-based after the first).
+    pub step: u64,
+}
+
+/// At most this many gradient buckets are in flight; a further one waits for the oldest.
+pub(super) const MAX_BUCKETS_IN_FLIGHT: usize = 2;
+
+impl<'d, B: Backend> Engine<'d, B> {
+    /// Builds the states of `model` for this rank, initialised from `cfg.train.seed`.
+    pub fn new(dist: &'d Dist, backend: Arc<B>, model: Box<dyn Model<B>>, cfg: &Config) -> anyhow::Result<Self> {
+        let world = dist.size();
+        let rank = dist.rank();
+        let specs: Vec<UnitSpec> = model.units().to_vec();
+        let layout = Layout::new(&specs, world);
+        let plan = StagePlan {
+            stage: cfg.zero.stage,
+            dtype: cfg.precision.dtype,
+            states: optimizer_states(cfg.train.optimizer),
+            grad_accum: cfg.train.grad_accum,
+        };
+        let root = model.tied_root();
+        if root.is_some_and(|r| r != 0) {
+            anyhow::bail!("internal error: the tied root unit must be unit 0");
+        }
+        let reduce = cfg.precision.reduce();
+        let bucket_elems_bytes = reduce.bytes();
+        let bucket_bytes = (cfg.zero.bucket_mb * 1024.0 * 1024.0) as usize;
+        let buckets = buckets(&layout, bucket_bytes, bucket_elems_bytes);
+        let mut bucket_of = vec![0; specs.len()];
+        for (b, units) in buckets.iter().enumerate() {
+            for &u in units {
+                bucket_of[u] = b;
+            }
+        }
+        let n_units = specs.len();
+        let mut engine = Engine {
+            dist,
+            backend,
+            model,
+            specs,
+            plan,
+            rank,
+            reduce,
+            root,
+            reshard_after_forward: cfg.zero.reshard_after_forward,
+            prefetch: cfg.zero.prefetch,
+            params: Vec::with_capacity(n_units),
+            grads: Vec::with_capacity(n_units),
+            master: Vec::with_capacity(n_units),
+            optimizer: build_optimizer(&cfg.train, 0),
+            opt_offsets: Vec::with_capacity(n_units),
+            scaler: LossScaler::new(&cfg.precision),
+            pwork: (0..n_units).map(|_| None).collect(),
+            pfree: Vec::new(),
+            gwork: (0..n_units).map(|_| None).collect(),
+            gfree: Vec::new(),
+            gather_bufs: Vec::new(),
+            prefetched: None,
+            host_tmp: vec![0.0; layout.max_padded()],
+            bucket_ready: vec![0; buckets.len()],
+            buckets,
+            bucket_of,
+            bucket_bufs: Vec::new(),
+            in_flight: VecDeque::new(),
+            transient: Transient::default(),
+            stats: CommStats::default(),
+            layout,
+            train_cfg: cfg.train.clone(),
+            clip_max: (cfg.train.clip_grad > 0.0).then_some(cfg.train.clip_grad),
+            step: 0,
+        };
+        if engine.plan.dtype != DType::Fp16 {
+            engine.scaler = LossScaler::disabled();
+        }
+        engine.allocate_states(cfg.train.seed)?;
+        Ok(engine)
+    }
+
+    /// The unit-local range of unit `u` the optimizer owns on this rank.
+    pub fn domain(&self, u: usize) -> Range<usize> {
+        let l = &self.layout.units[u];
+        if self.plan.shards_optimizer() {
+            l.shard_range(self.rank)
+        } else {
+            0..l.padded
+        }
+    }
+
+    fn allocate_states(&mut self, seed: u64) -> anyhow::Result<()> {
+        let mut opt_len = 0;
+        for u in 0..self.specs.len() {
+            let l = self.layout.units[u].clone();
+            let init = self.model.init_unit(u, seed);
+            let mut full = vec![0.0f32; l.padded];
+            full[..l.numel].copy_from_slice(&init[..l.numel]);
+            let shard = l.shard_range(self.rank);
+            // Parameters.
+            let params = if self.plan.shards_params() {
+                let mut s = Store::zeros(self.plan.dtype, l.shard);
+                s.write_f32(0, &full[shard.clone()]);
+                Home::Host(s)
+            } else if self.plan.dtype == DType::Fp32 {
+                let mut buf = self.backend.alloc(l.padded)?;
+                self.backend.upload(&mut buf, &full);
+                Home::Device(buf)
+            } else {
+                let mut s = Store::zeros(self.plan.dtype, l.padded);
+                s.write_f32(0, &full);
+                Home::Host(s)
+            };
+            // Gradients.
+            let grad_dtype = self.plan.grad_dtype();
+            let grads = if self.plan.shards_grads() {
+                Home::Host(Store::zeros(grad_dtype, l.shard))
+            } else if grad_dtype == DType::Fp32 {
+                Home::Device(self.backend.alloc(l.padded)?)
+            } else {
+                Home::Host(Store::zeros(grad_dtype, l.padded))
+            };
+            // Master weights over the optimizer domain.
+            let domain = self.domain(u);
+            let master = if self.plan.has_master() {
+                full[domain.clone()].to_vec()
+            } else {
+                Vec::new()
+            };
+            self.params.push(params);
+            self.grads.push(grads);
+            self.master.push(master);
+            self.opt_offsets.push(opt_len);
+            opt_len += domain.len();
+        }
+        // The optimizer's states cover the concatenated domains.
+        self.optimizer = build_optimizer_for(self, opt_len);
+        Ok(())
+    }
+
+    /// Bytes of persistent states this rank holds, counted from the allocated buffers.
+    pub fn memory(&self) -> super::MemPlan {
+        let home_bytes = |h: &Home<B>| match h {
+            Home::Device(b) => self.backend.len(b) * 4,
+            Home::Host(s) => s.bytes(),
+        };
+        super::MemPlan {
+            params: self.params.iter().map(home_bytes).sum(),
+            grads: self.grads.iter().map(home_bytes).sum(),
+            optimizer: self.master.iter().map(|m| m.len() * 4).sum::<usize>() + self.optimizer.state_bytes(),
+        }
+    }
+
+    pub fn transient(&self) -> Transient {
+        self.transient
+    }
+
+    pub fn loss_scale(&self) -> f64 {
+        self.scaler.scale() as f64
+    }
+
+    /// Runs `grad_accum` micro-batches from `next_batch` and one optimizer step at `lr`.
+    pub fn train_step(&mut self, next_batch: &mut dyn FnMut() -> anyhow::Result<Batch>, lr: f64) -> anyhow::Result<StepOutcome> {
+        self.stats = CommStats::default();
+        let accum = self.plan.grad_accum;
+        let world = self.layout.world;
+        let scale = self.scaler.scale();
+        let mut loss_sum = 0.0f64;
+        let t0 = Instant::now();
+        for micro in 0..accum {
+            let batch = next_batch()?;
+            self.model.set_batch(&batch)?;
+            // Backward starts from scale/(accum·world): a plain sum over ranks and
+            // micro-batches then gives the loss-scaled mean gradient.
+            self.model.set_grad_scale(scale / (accum * world) as f32);
+            self.forward_all()?;
+            loss_sum += self.model.loss() as f64;
+            self.backward_all(micro + 1 == accum)?;
+        }
+        self.finish_reductions()?;
+        let compute_ms = t0.elapsed().as_secs_f64() * 1e3 - self.stats.exposed_ms;
+        let t1 = Instant::now();
+        let (grad_norm, skipped) = self.optimizer_step(lr)?;
+        let loss = comm::sum_scalar(self.dist, loss_sum / accum as f64, &mut self.stats)? / world as f64;
+        Ok(StepOutcome {
+            loss,
+            grad_norm,
+            skipped,
+            loss_scale: scale as f64,
+            compute_ms,
+            optimizer_ms: t1.elapsed().as_secs_f64() * 1e3,
+            comm: self.stats.clone(),
+        })
+    }
+
+    /// Mean loss of `batch` across ranks without touching gradients.
+    pub fn eval_loss(&mut self, batch: &Batch) -> anyhow::Result<f64> {
+        self.model.set_batch(batch)?;
+        self.forward_all()?;
+        let local = self.model.loss() as f64;
+        self.release_all_params();
+        let mut scratch = CommStats::default();
+        Ok(comm::sum_scalar(self.dist, local, &mut scratch)? / self.layout.world as f64)
+    }
+
+    /// Forward through every unit, gathering or converting parameters as the stage needs.
+    pub(super) fn forward_all(&mut self) -> anyhow::Result<()> {
+        let n = self.specs.len();
+        if let Some(r) = self.root {
+            self.materialize(r)?;
+        }
+        for u in 0..n {
+            self.materialize(u)?;
+            self.start_prefetch(u + 1)?;
+            let root = self.root.filter(|&r| r != u);
+            let (model, params, pwork) = (&mut self.model, &self.params, &self.pwork);
+            let p = param_ref(params, pwork, u)?;
+            let rp = match root {
+                Some(r) => Some(param_ref(params, pwork, r)?),
+                None => None,
+            };
+            model.forward_unit(u, p, rp)?;
+            if Some(u) != self.root && (self.reshard_after_forward || !self.plan.shards_params()) {
+                self.release_params(u);
+            }
+        }
+        Ok(())
+    }
+
+    /// Backward through every unit in reverse, handing each unit's gradients to the
+    /// reduction schedule as soon as they are complete.
+    fn backward_all(&mut self, last_micro: bool) -> anyhow::Result<()> {
+        let n = self.specs.len();
+        if let Some(r) = self.root {
+            self.acquire_grad_work(r)?;
+        }
+        for u in (0..n).rev() {
+            self.materialize(u)?;
+            if u > 0 {
+                self.start_prefetch_backward(u - 1)?;
+            }
+            self.acquire_grad_work(u)?;
+            let root = self.root.filter(|&r| r != u);
+            {
+                let (model, params, pwork) = (&mut self.model, &self.params, &self.pwork);
+                let p = param_ref(params, pwork, u)?;
+                let (grads, gwork) = (&mut self.grads, &mut self.gwork);
+                match root {
+                    Some(r) => {
+                        let rp = param_ref(params, pwork, r)?;
+                        let (g, rg) = two_grad_muts(grads, gwork, u, r)?;
+                        model.backward_unit(u, p, g, Some((rp, rg)))?;
+                    }
+                    None => {
+                        let g = grad_mut(grads, gwork, u)?;
+                        model.backward_unit(u, p, g, None)?;
+                    }
+                }
+            }
+            self.release_params(u);
+            self.grads_ready(u, last_micro)?;
+            self.drive_progress();
+        }
+        Ok(())
+    }
+
+    /// MPI progress for everything in flight (DESIGN.md, "Overlap").
+    pub(super) fn drive_progress(&mut self) {
+        for (_, op) in self.in_flight.iter_mut() {
+            op.test();
+        }
+        if let Some((_, op)) = self.prefetched.as_mut() {
+            op.test();
+        }
+    }
+
+    fn optimizer_step(&mut self, lr: f64) -> anyhow::Result<(f64, bool)> {
+        let scale = self.scaler.scale() as f64;
+        // Partial sum of squares over the real elements this rank owns; one all-reduce
+        // gives the global norm, and a non-finite sum is the fp16 overflow flag.
+        let mut partial = 0.0f64;
+        for u in 0..self.specs.len() {
+            let owned = self.owned_in_domain(u);
+            let mut tmp = std::mem::take(&mut self.host_tmp);
+            let g = self.grad_domain(u, &mut tmp)?;
+            partial += crate::optim::sum_squares(&g[owned]);
+            self.host_tmp = tmp;
+        }
+        let sumsq = comm::sum_scalar(self.dist, partial, &mut self.stats)?;
+        let overflow = !sumsq.is_finite();
+        if overflow {
+            if self.plan.dtype != DType::Fp16 {
+                anyhow::bail!("non-finite gradient at step {} (loss diverged); lower train.lr or enable train.clip_grad", self.step + 1);
+            }
+            self.scaler.update(true)?;
+            self.zero_grads();
+            return Ok((f64::NAN, true));
+        }
+        self.scaler.update(false)?;
+        let grad_norm = sumsq.sqrt() / scale;
+        let clip = self.clip_max.map(|m| clip_coef(grad_norm, m)).unwrap_or(1.0);
+        let mult = (clip as f64 / scale) as f32;
+        self.step += 1;
+        let hp = StepHyper { lr: lr as f32, step: self.step };
+        for u in 0..self.specs.len() {
+            self.update_unit(u, mult, &hp)?;
+        }
+        self.publish_params()?;
+        self.zero_grads();
+        Ok((grad_norm, false))
+    }
+}
+
+fn build_optimizer_for<B: Backend>(engine: &Engine<'_, B>, len: usize) -> Box<dyn Optimizer> {
+    build_optimizer(&engine.train_cfg, len)
+}
+
+/// The f32 device buffer holding unit `u`'s parameters for compute.
+pub(super) fn param_ref<'a, B: Backend>(params: &'a [Home<B>], pwork: &'a [Option<B::Buf>], u: usize) -> anyhow::Result<&'a B::Buf> {
+    match (&params[u], &pwork[u]) {
+        (Home::Device(b), _) => Ok(b),
+        (_, Some(b)) => Ok(b),
+        _ => anyhow::bail!("internal error: parameters of unit {u} used before they were gathered"),
+    }
+}
+
+/// The f32 device buffer backward accumulates unit `u`'s gradients into.
+fn grad_mut<'a, B: Backend>(grads: &'a mut [Home<B>], gwork: &'a mut [Option<B::Buf>], u: usize) -> anyhow::Result<&'a mut B::Buf> {
+    match (&mut grads[u], &mut gwork[u]) {
+        (Home::Device(b), _) => Ok(b),
+        (_, Some(b)) => Ok(b),
+        _ => anyhow::bail!("internal error: no gradient buffer for unit {u}"),
+    }
+}
+
+/// Gradient buffers of two different units at once (a unit and the tied root).
+fn two_grad_muts<'a, B: Backend>(grads: &'a mut [Home<B>], gwork: &'a mut [Option<B::Buf>], u: usize, r: usize) -> anyhow::Result<(&'a mut B::Buf, &'a mut B::Buf)> {
+    debug_assert!(r < u);
+    let (g_lo, g_hi) = grads.split_at_mut(u);
+    let (w_lo, w_hi) = gwork.split_at_mut(u);
+    let a = grad_mut(g_hi, w_hi, 0)?;
+    let b = grad_mut(g_lo, w_lo, r)?;
+    Ok((a, b))
+}

@@ -1,0 +1,159 @@
+//! What each rank holds: the per-rank bytes of parameters, gradients and optimizer
+//! states for a stage, and the gradient buckets. The engine allocates exactly these sizes
+//! (and counts them as it does), and `zerotrain estimate` prints them.
+use super::Layout;
+use crate::config::{DType, OptimizerKind};
+use serde::Serialize;
+
+/// The optimizer's fp32 state vectors per parameter (Adam: 2 moments; SGD: momentum).
+pub fn optimizer_states(kind: OptimizerKind) -> usize {
+    match kind {
+        OptimizerKind::Sgd => 1,
+        OptimizerKind::Adam | OptimizerKind::Adamw => 2,
+    }
+}
+
+/// Per-rank bytes of the persistent model states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemPlan {
+    pub params: usize,
+    pub grads: usize,
+    /// fp32 master weights (when params are half) and optimizer moments.
+    pub optimizer: usize,
+}
+
+/// How a run holds its states, decided from the stage and dtypes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagePlan {
+    pub stage: u8,
+    pub dtype: DType,
+    pub states: usize,
+    pub grad_accum: usize,
+}
+
+impl StagePlan {
+    /// Parameters are sharded (stage 3) rather than replicated.
+    pub fn shards_params(&self) -> bool {
+        self.stage >= 3
+    }
+    /// Gradients are sharded (stages 2 and 3).
+    pub fn shards_grads(&self) -> bool {
+        self.stage >= 2
+    }
+    /// The optimizer updates a shard (stages 1 to 3) rather than the whole model.
+    pub fn shards_optimizer(&self) -> bool {
+        self.stage >= 1
+    }
+    /// A separate fp32 master copy exists only when parameters are half precision;
+    /// with fp32 parameters the (owned part of the) parameters are the master weights.
+    pub fn has_master(&self) -> bool {
+        self.dtype != DType::Fp32
+    }
+    /// Half gradients accumulated over several micro-batches are held in fp32, so the
+    /// accumulation does not round at every micro-batch; otherwise grads are in `dtype`.
+    pub fn grad_dtype(&self) -> DType {
+        if self.grad_accum > 1 {
+            DType::Fp32
+        } else {
+            self.dtype
+        }
+    }
+
+    /// Bytes per rank, from the layout's padded sizes.
+    pub fn memory(&self, layout: &Layout) -> MemPlan {
+        let full = layout.padded();
+        let shard = layout.shard();
+        let p = self.dtype.bytes();
+        let param_elems = if self.shards_params() { shard } else { full };
+        let grad_elems = if self.shards_grads() { shard } else { full };
+        let opt_elems = if self.shards_optimizer() { shard } else { full };
+        let master = if self.has_master() { opt_elems * 4 } else { 0 };
+        MemPlan {
+            params: param_elems * p,
+            grads: grad_elems * self.grad_dtype().bytes(),
+            optimizer: master + self.states * opt_elems * 4,
+        }
+    }
+
+    /// Logical communication volume per step in elements (padded), as the ZeRO paper
+    /// counts it: an all-reduce is a reduce-scatter plus an all-gather.
+    pub fn comm_volume(&self, layout: &Layout, reshard_after_forward: bool) -> usize {
+        let full = layout.padded();
+        let micro = self.grad_accum;
+        match self.stage {
+            0 => 2 * full,
+            1 => 2 * full,
+            2 => micro * full + full,
+            _ => {
+                let gathers = if reshard_after_forward { 2 } else { 1 };
+                micro * (gathers + 1) * full
+            }
+        }
+    }
+}
+
+/// Groups units into gradient buckets in backward order (last unit first), fusing small
+/// neighbours until a bucket reaches `bucket_bytes`.
+pub fn buckets(layout: &Layout, bucket_bytes: usize, elem_bytes: usize) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for u in (0..layout.units.len()).rev() {
+        current.push(u);
+        bytes += layout.units[u].padded * elem_bytes;
+        if bytes >= bucket_bytes {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::UnitSpec;
+
+    fn layout(world: usize) -> Layout {
+        let units: Vec<UnitSpec> = [640usize, 6400, 6400, 128]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| UnitSpec {
+                name: format!("u{i}"),
+                tensors: vec![],
+                numel: n,
+            })
+            .collect();
+        Layout::new(&units, world)
+    }
+
+    #[test]
+    fn zero_paper_formulas_fp32_and_half() {
+        let l = layout(4);
+        let (psi, n) = (l.padded(), 4);
+        let mem = |stage, dtype| {
+            let m = StagePlan { stage, dtype, states: 2, grad_accum: 1 }.memory(&l);
+            m.params + m.grads + m.optimizer
+        };
+        assert_eq!(mem(0, DType::Fp32), 16 * psi);
+        assert_eq!(mem(1, DType::Fp32), 8 * psi + 8 * psi / n);
+        assert_eq!(mem(2, DType::Fp32), 4 * psi + 12 * psi / n);
+        assert_eq!(mem(3, DType::Fp32), 16 * psi / n);
+        assert_eq!(mem(0, DType::Bf16), 16 * psi);
+        assert_eq!(mem(1, DType::Bf16), 4 * psi + 12 * psi / n);
+        assert_eq!(mem(2, DType::Fp16), 2 * psi + 14 * psi / n);
+        assert_eq!(mem(3, DType::Bf16), 16 * psi / n);
+    }
+
+    #[test]
+    fn buckets_cover_units_in_backward_order() {
+        let l = layout(2);
+        let b = buckets(&l, 6400 * 4, 4);
+        let flat: Vec<usize> = b.iter().flatten().copied().collect();
+        assert_eq!(flat, vec![3, 2, 1, 0]);
+        assert_eq!(b[0], vec![3, 2]);
+    }
+}

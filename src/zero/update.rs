@@ -1,0 +1,51 @@
+//! The optimizer step on this rank's domain of one unit: unscale and clip the reduced
+//! gradients, then update the fp32 master weights tensor by tensor (weight decay only
+//! where the tensor asks for it).
+use super::engine::{Engine, Home};
+use super::params::host_view_mut;
+use super::Store;
+use crate::device::Backend;
+use crate::optim::StepHyper;
+
+impl<B: Backend> Engine<'_, B> {
+    /// Updates unit `u`; `mult` turns the summed, loss-scaled gradients into clipped
+    /// mean gradients.
+    pub(super) fn update_unit(&mut self, u: usize, mult: f32, hp: &StepHyper) -> anyhow::Result<()> {
+        let domain = self.domain(u);
+        let shards_grads = self.plan.shards_grads();
+        let n = domain.len();
+        let home_range = if shards_grads { 0..n } else { domain.clone() };
+        let backend = self.backend.as_ref();
+        // g: (n) f32 gradients of the domain, scaled in place.
+        let g: &mut [f32] = match &mut self.grads[u] {
+            Home::Device(b) => &mut host_view_mut(backend, b)?[home_range],
+            Home::Host(Store::F32(v)) => &mut v[home_range],
+            Home::Host(s) => {
+                s.read_f32(home_range, &mut self.host_tmp[..n]);
+                &mut self.host_tmp[..n]
+            }
+        };
+        g.iter_mut().for_each(|x| *x *= mult);
+        // m: (n) f32 master weights of the domain.
+        let m: &mut [f32] = if self.plan.has_master() {
+            &mut self.master[u][..]
+        } else {
+            match &mut self.params[u] {
+                Home::Device(b) => &mut host_view_mut(backend, b)?[domain.clone()],
+                Home::Host(Store::F32(v)) => &mut v[..],
+                Home::Host(_) => anyhow::bail!("internal error: half parameters without master weights"),
+            }
+        };
+        for t in &self.specs[u].tensors {
+            let len: usize = t.shape.iter().product();
+            let start = t.offset.max(domain.start);
+            let end = (t.offset + len).min(domain.end);
+            if start >= end {
+                continue;
+            }
+            let local = (start - domain.start)..(end - domain.start);
+            self.optimizer.update(self.opt_offsets[u] + local.start, &mut m[local.clone()], &g[local], t.decay, hp);
+        }
+        Ok(())
+    }
+}
