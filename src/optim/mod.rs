@@ -1,1 +1,76 @@
-//! The `optim` part (see DESIGN.md).
+//! The `optim` part (see DESIGN.md): optimizers over flat fp32 slices, learning-rate
+//! schedules, the dynamic fp16 loss scaler and gradient-norm clipping helpers.
+//!
+//! Everything here works on plain `&[f32]` slices and knows nothing of where they came
+//! from: the ZeRO engine hands an optimizer the slice of the master weights this rank owns
+//! (its shard), possibly in several pieces, each with its `offset` inside the shard.
+mod adam;
+mod clip;
+mod scaler;
+mod schedule;
+mod sgd;
+
+pub use adam::Adam;
+pub use clip::{clip_coef, has_non_finite, sum_squares};
+pub use scaler::{LossScaler, ScalerError};
+pub use schedule::lr_at;
+pub use sgd::Sgd;
+
+use crate::config::{OptimizerKind, TrainConfig};
+
+/// Per-step hyper-parameters that change from step to step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepHyper {
+    /// Learning rate of this step (from [`lr_at`]).
+    pub lr: f32,
+    /// Optimizer step, 1-based (Adam's bias correction uses it).
+    pub step: u64,
+}
+
+/// An optimizer over a flat fp32 shard of `shard_len` elements. Its state (moments,
+/// momentum buffers) is laid out exactly like the shard: element `offset + i` of every
+/// state buffer belongs to `params[i]` of an `update` call at `offset`.
+pub trait Optimizer: Send {
+    /// Updates `params[i]` from `grads[i]`; `offset` is where this slice starts inside the
+    /// optimizer's state (the shard), `decay` whether weight decay applies to it.
+    /// Panics (an engine bug, not user input) if `params` and `grads` differ in length or
+    /// `offset + params.len()` exceeds the shard. Performs no heap allocation.
+    fn update(
+        &mut self,
+        offset: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        decay: bool,
+        hp: &StepHyper,
+    );
+    /// Names of the state buffers, in the order of [`Optimizer::state`]; for checkpoints.
+    fn state_names(&self) -> &'static [&'static str];
+    /// The state buffers, each `shard_len` long.
+    fn state(&self) -> Vec<&[f32]>;
+    /// The state buffers, mutable (checkpoint loading).
+    fn state_mut(&mut self) -> Vec<&mut [f32]>;
+    /// Bytes held by the state buffers.
+    fn state_bytes(&self) -> usize;
+}
+
+/// Builds the optimizer `cfg.optimizer` names for a shard of `shard_len` elements, with
+/// its state zero-initialised (as PyTorch's lazily created state is on the first step).
+pub fn build_optimizer(cfg: &TrainConfig, shard_len: usize) -> Box<dyn Optimizer> {
+    let wd = cfg.weight_decay as f32;
+    match cfg.optimizer {
+        OptimizerKind::Sgd => Box::new(Sgd::new(shard_len, cfg.momentum as f32, wd)),
+        OptimizerKind::Adam | OptimizerKind::Adamw => Box::new(Adam::new(
+            shard_len,
+            [cfg.betas[0], cfg.betas[1]],
+            cfg.eps as f32,
+            wd,
+            cfg.optimizer == OptimizerKind::Adamw,
+        )),
+    }
+}
+
+/// The `offset..offset + len` window of a state buffer for one `update` call.
+#[inline]
+fn window(buf: &mut [f32], offset: usize, len: usize) -> &mut [f32] {
+    &mut buf[offset..offset + len]
+}

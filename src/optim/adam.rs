@@ -1,0 +1,143 @@
+//! Adam and AdamW with PyTorch's semantics (`torch.optim.Adam` / `AdamW`, amsgrad off):
+//!
+//! ```text
+//! Adam:  g' = g + wd·p                       (L2 decay folded into the gradient)
+//! AdamW: p  = p·(1 − lr·wd),  g' = g         (decoupled decay)
+//! m = β1·m + (1−β1)·g'       v = β2·v + (1−β2)·g'²
+//! p -= lr/(1−β1^t) · m / (√v / √(1−β2^t) + ε)
+//! ```
+use super::{window, Optimizer, StepHyper};
+
+/// Adam (`decoupled = false`) or AdamW (`decoupled = true`).
+pub struct Adam {
+    betas: [f64; 2],
+    eps: f32,
+    weight_decay: f32,
+    decoupled: bool,
+    /// First moment, shard-long.
+    m: Vec<f32>,
+    /// Second moment, shard-long.
+    v: Vec<f32>,
+}
+
+impl Adam {
+    /// An Adam/AdamW optimizer for a shard of `shard_len` elements.
+    pub fn new(
+        shard_len: usize,
+        betas: [f64; 2],
+        eps: f32,
+        weight_decay: f32,
+        decoupled: bool,
+    ) -> Self {
+        Adam {
+            betas,
+            eps,
+            weight_decay,
+            decoupled,
+            m: vec![0.0; shard_len],
+            v: vec![0.0; shard_len],
+        }
+    }
+}
+
+/// Scalars of one step, computed once per call (bias corrections in f64).
+#[derive(Clone, Copy)]
+struct Coef {
+    one_m_b1: f32,
+    b2: f32,
+    one_m_b2: f32,
+    /// lr / (1 − β1^t)
+    step_size: f32,
+    /// √(1 − β2^t)
+    bc2_sqrt: f32,
+    eps: f32,
+    /// L2 coefficient added to the gradient (Adam with decay), else 0.
+    l2: f32,
+    /// Factor the parameter is multiplied by first (AdamW with decay), else 1.
+    shrink: f32,
+}
+
+/// One Adam step over a slice. `L2` and `SHRINK` pick the decay form at compile time so
+/// the loop carries no branch; zipped iterators keep it free of bounds checks.
+#[inline]
+fn step<const L2: bool, const SHRINK: bool>(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    c: Coef,
+) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        if SHRINK {
+            *p *= c.shrink;
+        }
+        let g = if L2 { g + c.l2 * *p } else { g };
+        *m += c.one_m_b1 * (g - *m); // = β1·m + (1−β1)·g, as torch's lerp_
+        *v = c.b2 * *v + c.one_m_b2 * g * g;
+        let denom = v.sqrt() / c.bc2_sqrt + c.eps;
+        *p -= c.step_size * (*m / denom);
+    }
+}
+
+impl Optimizer for Adam {
+    fn update(
+        &mut self,
+        offset: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        decay: bool,
+        hp: &StepHyper,
+    ) {
+        assert_eq!(
+            params.len(),
+            grads.len(),
+            "adam: params and grads differ in length"
+        );
+        assert!(
+            offset + params.len() <= self.m.len(),
+            "adam: slice exceeds the shard"
+        );
+        let t = hp.step.max(1) as i32;
+        let [b1, b2] = self.betas;
+        let lr = hp.lr as f64;
+        let wd = if decay { self.weight_decay } else { 0.0 };
+        let c = Coef {
+            one_m_b1: (1.0 - b1) as f32,
+            b2: b2 as f32,
+            one_m_b2: (1.0 - b2) as f32,
+            step_size: (lr / (1.0 - b1.powi(t))) as f32,
+            bc2_sqrt: (1.0 - b2.powi(t)).sqrt() as f32,
+            eps: self.eps,
+            l2: if self.decoupled { 0.0 } else { wd },
+            shrink: if self.decoupled {
+                (1.0 - lr * wd as f64) as f32
+            } else {
+                1.0
+            },
+        };
+        let n = params.len();
+        let m = window(&mut self.m, offset, n);
+        let v = window(&mut self.v, offset, n);
+        match (wd != 0.0, self.decoupled) {
+            (false, _) => step::<false, false>(params, grads, m, v, c),
+            (true, false) => step::<true, false>(params, grads, m, v, c),
+            (true, true) => step::<false, true>(params, grads, m, v, c),
+        }
+    }
+
+    fn state_names(&self) -> &'static [&'static str] {
+        &["exp_avg", "exp_avg_sq"]
+    }
+
+    fn state(&self) -> Vec<&[f32]> {
+        vec![&self.m[..], &self.v[..]]
+    }
+
+    fn state_mut(&mut self) -> Vec<&mut [f32]> {
+        vec![&mut self.m[..], &mut self.v[..]]
+    }
+
+    fn state_bytes(&self) -> usize {
+        (self.m.len() + self.v.len()) * std::mem::size_of::<f32>()
+    }
+}

@@ -1,0 +1,120 @@
+//! SGD with momentum, with PyTorch's semantics (`torch.optim.SGD`, dampening 0,
+//! no Nesterov): `g' = g + wd·p` (coupled weight decay), `buf = μ·buf + g'`, `p -= lr·buf`.
+//! With μ = 0 there is no buffer and `p -= lr·g'`.
+use super::{window, Optimizer, StepHyper};
+
+/// SGD with optional momentum and coupled (L2) weight decay.
+pub struct Sgd {
+    momentum: f32,
+    weight_decay: f32,
+    /// Momentum buffer, shard-long; empty when `momentum == 0`.
+    buf: Vec<f32>,
+    shard_len: usize,
+}
+
+impl Sgd {
+    /// An SGD optimizer for a shard of `shard_len` elements.
+    pub fn new(shard_len: usize, momentum: f32, weight_decay: f32) -> Self {
+        let buf = if momentum != 0.0 {
+            vec![0.0; shard_len]
+        } else {
+            Vec::new()
+        };
+        Sgd {
+            momentum,
+            weight_decay,
+            buf,
+            shard_len,
+        }
+    }
+}
+
+/// One SGD step over a slice; `DECAY` selects the weight-decay term at compile time so
+/// the loop has no branch. A zero-initialised buffer makes the first step `buf = g'`,
+/// exactly as PyTorch's `buf = clone(g')`.
+#[inline]
+fn step<const DECAY: bool>(
+    p: &mut [f32],
+    g: &[f32],
+    buf: Option<&mut [f32]>,
+    lr: f32,
+    mu: f32,
+    wd: f32,
+) {
+    match buf {
+        Some(buf) => {
+            for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+                let g = if DECAY { g + wd * *p } else { g };
+                *b = mu * *b + g;
+                *p -= lr * *b;
+            }
+        }
+        None => {
+            for (p, &g) in p.iter_mut().zip(g) {
+                let g = if DECAY { g + wd * *p } else { g };
+                *p -= lr * g;
+            }
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn update(
+        &mut self,
+        offset: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        decay: bool,
+        hp: &StepHyper,
+    ) {
+        assert_eq!(
+            params.len(),
+            grads.len(),
+            "sgd: params and grads differ in length"
+        );
+        assert!(
+            offset + params.len() <= self.shard_len,
+            "sgd: slice exceeds the shard"
+        );
+        let n = params.len();
+        let buf = if self.buf.is_empty() {
+            None
+        } else {
+            Some(window(&mut self.buf, offset, n))
+        };
+        let (lr, mu, wd) = (hp.lr, self.momentum, self.weight_decay);
+        if decay && wd != 0.0 {
+            step::<true>(params, grads, buf, lr, mu, wd);
+        } else {
+            step::<false>(params, grads, buf, lr, mu, wd);
+        }
+    }
+
+    fn state_names(&self) -> &'static [&'static str] {
+        if self.buf.is_empty() {
+            &[]
+        } else {
+            &["momentum"]
+        }
+    }
+
+    fn state(&self) -> Vec<&[f32]> {
+        if self.buf.is_empty() {
+            Vec::new()
+        } else {
+            vec![&self.buf[..]]
+        }
+    }
+
+    fn state_mut(&mut self) -> Vec<&mut [f32]> {
+        if self.buf.is_empty() {
+            Vec::new()
+        } else {
+            vec![&mut self.buf[..]]
+        }
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.buf.len() * std::mem::size_of::<f32>()
+    }
+}
