@@ -3,7 +3,10 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod config_show;
 pub mod data;
+pub mod estimate;
+pub mod train;
 
 /// Data-parallel training with DDP and ZeRO stages 1-3 over MPI.
 #[derive(Parser, Debug)]
@@ -15,6 +18,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Train a model (run under mpirun for several ranks).
+    Train(train::TrainArgs),
+    /// Per-rank memory of params, grads and optimizer states for stages 0-3.
+    Estimate(estimate::EstimateArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: config_show::ConfigCommand,
+    },
     /// Micro-benchmarks: collectives, GEMM, training step.
     Bench {
         #[command(subcommand)]
@@ -30,6 +42,9 @@ pub enum Command {
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Estimate(a) => estimate::run(a),
+        Command::Config { cmd } => config_show::run(cmd),
         Command::Bench { what } => bench::run(what),
         Command::Data { cmd } => data::run(cmd),
     };

@@ -1,0 +1,219 @@
+//! `zerotrain train`: the training loop, readable top to bottom (as nanoGPT's train.py).
+//!
+//! 1. Every rank loads and checks the config; all ranks agree it is good before any
+//!    other collective, so a bad config gives one clear error and no hang.
+//! 2. Build the backend, the model, the engine (this rank's states) and the data.
+//! 3. Loop: one optimizer step, metrics, evaluation, checkpoint.
+//!    Any error from here on aborts the whole job (`dist::abort_on_error`).
+use crate::config::{Config, DataSource, ModelKind};
+use crate::data::{open_source, BatchSource, LoaderSpec, Split};
+use crate::device::Cpu;
+use crate::dist::{abort_on_error, Dist, ScalarOp};
+use crate::metrics::{summary_table, CommCounter, MemCounter, MetricsWriter, PhaseTimes, StepRecord};
+use crate::model::build_model;
+use crate::zero::{Engine, StepOutcome};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Run configuration (TOML); every key has a default.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a key: section.key=value (repeatable), e.g. --set zero.stage=2.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let loaded = Config::load(args.config.as_deref(), &args.set);
+    let cuda_aware = loaded.as_ref().map(|c| c.system.cuda_aware.clone()).unwrap_or_else(|_| "auto".into());
+    let dist = Dist::init(&cuda_aware)?;
+    let cfg = agree_on_config(&dist, loaded.and_then(|c| c.validate(dist.size()).map(|_| c)).map_err(anyhow::Error::from))?;
+    if let Err(e) = train(&dist, &cfg) {
+        abort_on_error(&dist, &e);
+    }
+    Ok(())
+}
+
+/// Every rank reports whether its config is good; if any is not, every rank returns an
+/// error (its own, or that another rank failed) and nobody proceeds to a collective that
+/// the failed rank would never join.
+fn agree_on_config(dist: &Dist, local: anyhow::Result<Config>) -> anyhow::Result<Config> {
+    let failed = dist.all_reduce_f64(if local.is_err() { 1.0 } else { 0.0 }, ScalarOp::Sum);
+    match local {
+        Err(e) => Err(e.context(format!("rank {}", dist.rank()))),
+        Ok(_) if failed > 0.0 => anyhow::bail!("rank {}: another rank rejected the configuration", dist.rank()),
+        Ok(c) => Ok(c),
+    }
+}
+
+fn open_split(dist: &Dist, cfg: &Config, split: Split) -> anyhow::Result<Box<dyn BatchSource>> {
+    let spec = LoaderSpec {
+        rank: dist.rank(),
+        world: dist.size(),
+        micro_batch: cfg.train.micro_batch,
+        ctx: match cfg.model.kind {
+            ModelKind::Gpt => cfg.model.ctx,
+            ModelKind::Mlp => cfg.model.inputs,
+        },
+        seed: cfg.train.seed,
+        sampling: cfg.data.sampling,
+        split,
+        prefetch: cfg.data.prefetch,
+    };
+    open_source(&cfg.data, &cfg.model, spec, None)
+}
+
+fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
+    let backend = Arc::new(Cpu::new(cfg.system.threads));
+    let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
+    let mut engine = Engine::new(dist, backend, model, cfg)?;
+    let mut train_data = open_split(dist, cfg, Split::Train)?;
+    let mut val_data = if cfg.train.eval_every > 0 && cfg.train.eval_batches > 0 {
+        Some(open_split(dist, cfg, Split::Val)?)
+    } else {
+        None
+    };
+    let mut metrics = match (dist.is_root(), cfg.log.metrics.as_str()) {
+        (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), false)?),
+        _ => None,
+    };
+    if dist.is_root() {
+        print_summary(dist, cfg, &engine);
+    }
+    let per_step = cfg.global_batch(dist.size());
+    let tokens_per_sample = if cfg.model.kind == ModelKind::Gpt { cfg.model.ctx } else { 1 };
+    let mut last = None;
+    for step in 0..cfg.train.steps {
+        let lr = crate::optim::lr_at(&cfg.train, step);
+        let t0 = Instant::now();
+        let wait0 = train_data.wait_ms();
+        let out = engine.train_step(&mut || train_data.next_batch(), lr)?;
+        let step_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let data_wait_ms = train_data.wait_ms() - wait0;
+        let is_last = step + 1 == cfg.train.steps;
+        let val_loss = match val_data.as_mut() {
+            Some(v) if (step + 1) % cfg.train.eval_every == 0 || is_last => Some(evaluate(&mut engine, v.as_mut(), cfg.train.eval_batches)?),
+            _ => None,
+        };
+        let logged = (step + 1) % cfg.log.every.max(1) == 0 || is_last || step == 0 || val_loss.is_some();
+        if logged {
+            let rec = record(dist, &engine, step, lr, &out, step_ms, data_wait_ms, val_loss, per_step, tokens_per_sample);
+            if let Some(w) = metrics.as_mut() {
+                w.write(&rec)?;
+            }
+            if dist.is_root() {
+                log_step(&rec, cfg.train.steps);
+            }
+            last = Some(rec);
+        }
+    }
+    if let (true, Some(rec)) = (dist.is_root(), last) {
+        let val = rec.val_loss.map(|v| format!(" val_loss {v:.4}")).unwrap_or_default();
+        println!("final: step {} loss {:.4}{val}", rec.step, rec.loss);
+    }
+    Ok(())
+}
+
+/// Mean validation loss over `batches` batches, averaged over ranks.
+fn evaluate<B: crate::device::Backend>(engine: &mut Engine<'_, B>, data: &mut dyn BatchSource, batches: usize) -> anyhow::Result<f64> {
+    let mut sum = 0.0;
+    for _ in 0..batches {
+        let batch = data.next_batch()?;
+        sum += engine.eval_loss(&batch)?;
+    }
+    Ok(sum / batches as f64)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record<B: crate::device::Backend>(
+    dist: &Dist,
+    engine: &Engine<'_, B>,
+    step: usize,
+    lr: f64,
+    out: &StepOutcome,
+    step_ms: f64,
+    data_wait_ms: f64,
+    val_loss: Option<f64>,
+    per_step: usize,
+    tokens_per_sample: usize,
+) -> StepRecord {
+    let m = engine.memory();
+    let t = engine.transient();
+    let mut mem = MemCounter::default();
+    mem.params = m.params as u64;
+    mem.grads = m.grads as u64;
+    mem.optimizer = m.optimizer as u64;
+    mem.gathered_peak = t.gathered_peak as u64;
+    mem.bucket_peak = t.bucket_peak as u64;
+    mem.refresh_rss();
+    // Memory and times: maximum over ranks.
+    let mem_arr = mem.to_array().map(|x| dist.all_reduce_f64(x as f64, ScalarOp::Max) as u64);
+    let times = PhaseTimes {
+        compute_ms: out.compute_ms,
+        optimizer_ms: out.optimizer_ms,
+        comm_ms: out.comm.comm_ms,
+        comm_exposed_ms: out.comm.exposed_ms,
+        data_wait_ms,
+    };
+    let times = PhaseTimes::from_array(times.to_array().map(|x| dist.all_reduce_f64(x, ScalarOp::Max)));
+    let comm = CommCounter::from_array([out.comm.allreduce as u64, out.comm.reduce_scatter as u64, out.comm.allgather as u64, 0, out.comm.volume as u64]);
+    let rate = per_step as f64 / (step_ms / 1e3);
+    StepRecord {
+        step: step as u64 + 1,
+        loss: out.loss,
+        lr,
+        grad_norm: out.grad_norm,
+        tokens_per_s: (tokens_per_sample > 1).then_some(rate * tokens_per_sample as f64),
+        samples_per_s: (tokens_per_sample == 1).then_some(rate),
+        step_ms,
+        val_loss,
+        loss_scale: out.loss_scale,
+        times,
+        mem: MemCounter::from_array(mem_arr),
+        mem_ranks: Vec::new(),
+        comm,
+        skipped: out.skipped,
+    }
+}
+
+fn log_step(rec: &StepRecord, steps: usize) {
+    let rate = rec
+        .tokens_per_s
+        .map(|r| format!("{r:.0} tok/s"))
+        .or(rec.samples_per_s.map(|r| format!("{r:.0} samples/s")))
+        .unwrap_or_default();
+    let val = rec.val_loss.map(|v| format!(" val_loss {v:.4}")).unwrap_or_default();
+    log::info!(
+        "step {}/{} loss {:.4}{val} lr {:.2e} grad_norm {:.3} {:.1} ms {rate}",
+        rec.step,
+        steps,
+        rec.loss,
+        rec.lr,
+        rec.grad_norm,
+        rec.step_ms
+    );
+}
+
+fn print_summary<B: crate::device::Backend>(dist: &Dist, cfg: &Config, engine: &Engine<'_, B>) {
+    let m = engine.memory();
+    let mib = |b: usize| format!("{:.2} MiB", b as f64 / 1048576.0);
+    let data = match cfg.data.source {
+        DataSource::Synthetic => "synthetic".to_string(),
+        DataSource::Hdf5 => format!("{} ({:?})", cfg.data.path, cfg.data.sampling),
+    };
+    let rows = [
+        ("world", format!("{} ranks ({} on this node)", dist.size(), dist.local_size())),
+        ("zero stage", cfg.zero.stage.to_string()),
+        ("dtype", format!("{} (reduce {})", cfg.precision.dtype.name(), cfg.precision.reduce().name())),
+        ("model", format!("{:?}, {} parameters", cfg.model.kind, engine.layout.numel())),
+        ("per-rank memory", format!("params {} + grads {} + optimizer {}", mib(m.params), mib(m.grads), mib(m.optimizer))),
+        ("batch", format!("{} per rank x {} accum x {} ranks = {}", cfg.train.micro_batch, cfg.train.grad_accum, dist.size(), cfg.global_batch(dist.size()))),
+        ("data", data),
+        ("checkpoint", if cfg.checkpoint.dir.is_empty() { "off".into() } else { cfg.checkpoint.dir.clone() }),
+    ];
+    println!("{}", summary_table(&rows));
+}
