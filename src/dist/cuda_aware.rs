@@ -1,0 +1,132 @@
+//! CUDA-aware MPI detection at run time, with overrides. When MPI is not CUDA-aware,
+//! device buffers go through host staging (see `staging.rs`).
+use std::ffi::CStr;
+
+/// What the user asked for: `auto` (detect), `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CudaAwareSetting {
+    Auto,
+    On,
+    Off,
+}
+
+impl CudaAwareSetting {
+    /// Parses `auto`, `on`/`true`/`1`, `off`/`false`/`0`.
+    pub fn parse(s: &str) -> anyhow::Result<CudaAwareSetting> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(CudaAwareSetting::Auto),
+            "on" | "true" | "1" | "yes" => Ok(CudaAwareSetting::On),
+            "off" | "false" | "0" | "no" => Ok(CudaAwareSetting::Off),
+            other => {
+                anyhow::bail!("cuda_aware: unknown value '{other}' (expected auto, on or off)")
+            }
+        }
+    }
+}
+
+/// The environment variable that overrides detection when the setting is `auto`.
+pub const CUDA_AWARE_ENV: &str = "ZEROTRAIN_CUDA_AWARE";
+
+/// The decision and why it was taken (for the start-up log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CudaAware {
+    pub enabled: bool,
+    pub reason: String,
+}
+
+/// Asks the MPI library through OpenMPI's `MPIX_Query_cuda_support()`, looked up with
+/// `dlsym(RTLD_DEFAULT, ...)` so the binary also links and runs with MPICH (then `None`).
+pub fn query_mpix_cuda_support() -> Option<bool> {
+    const NAME: &CStr = c"MPIX_Query_cuda_support";
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks a symbol up.
+    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, NAME.as_ptr()) };
+    if sym.is_null() {
+        return None;
+    }
+    // SAFETY: OpenMPI declares `int MPIX_Query_cuda_support(void)`; MPI is initialised.
+    let f: extern "C" fn() -> libc::c_int = unsafe { std::mem::transmute(sym) };
+    Some(f() != 0)
+}
+
+/// Decides: an explicit `on`/`off` setting wins; with `auto`, `ZEROTRAIN_CUDA_AWARE=0/1`
+/// (value in `env`) wins; otherwise the library is asked. `query` is injected for tests.
+pub fn resolve(
+    setting: CudaAwareSetting,
+    env: Option<&str>,
+    query: impl FnOnce() -> Option<bool>,
+) -> anyhow::Result<CudaAware> {
+    let decided = |enabled: bool, reason: String| Ok(CudaAware { enabled, reason });
+    match setting {
+        CudaAwareSetting::On => decided(true, "forced on by configuration".into()),
+        CudaAwareSetting::Off => decided(false, "forced off by configuration".into()),
+        CudaAwareSetting::Auto => match env.map(str::trim).filter(|v| !v.is_empty()) {
+            Some(v) => match CudaAwareSetting::parse(v) {
+                Ok(CudaAwareSetting::On) => decided(true, format!("{CUDA_AWARE_ENV}={v}")),
+                Ok(CudaAwareSetting::Off) => decided(false, format!("{CUDA_AWARE_ENV}={v}")),
+                _ => anyhow::bail!("{CUDA_AWARE_ENV}='{v}': expected 0 or 1"),
+            },
+            None => match query() {
+                Some(yes) => decided(yes, format!("MPIX_Query_cuda_support() = {}", yes as i32)),
+                None => decided(
+                    false,
+                    "MPIX_Query_cuda_support not provided by this MPI".into(),
+                ),
+            },
+        },
+    }
+}
+
+/// The start-up log line for the decision.
+pub fn describe(c: &CudaAware) -> String {
+    if c.enabled {
+        format!(
+            "CUDA-aware MPI: yes (device buffers passed to MPI directly; {})",
+            c.reason
+        )
+    } else {
+        format!(
+            "CUDA-aware MPI: no (device buffers will be staged through host memory; {})",
+            c.reason
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_setting_then_env_then_query() {
+        let on = |_: ()| Some(true);
+        assert!(resolve(CudaAwareSetting::Off, Some("1"), || on(()))
+            .map(|c| !c.enabled)
+            .unwrap());
+        assert!(
+            resolve(CudaAwareSetting::On, Some("0"), || None)
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            !resolve(CudaAwareSetting::Auto, Some("0"), || on(()))
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            resolve(CudaAwareSetting::Auto, Some("1"), || None)
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            resolve(CudaAwareSetting::Auto, None, || on(()))
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            !resolve(CudaAwareSetting::Auto, None, || None)
+                .unwrap()
+                .enabled
+        );
+        assert!(resolve(CudaAwareSetting::Auto, Some("maybe"), || None).is_err());
+        assert!(CudaAwareSetting::parse("sometimes").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! `Dist::init`: MPI start-up (FUNNELED), node-local communicator, GPU index, CUDA-aware
+//! decision, logger, and the start-up log on rank 0.
+use std::os::raw::c_void;
+
+use anyhow::Context;
+use mpi::environment::Threading;
+use mpi::traits::*;
+
+use super::cuda_aware::{self, CudaAwareSetting, CUDA_AWARE_ENV};
+use super::{elem, logging, Dist};
+
+/// Number of GPUs a rank may bind: the entries of `CUDA_VISIBLE_DEVICES` when it is set
+/// (0 when set but empty or `-1`), else 1 (no information: assume one device).
+pub fn visible_gpu_count(cuda_visible_devices: Option<&str>) -> usize {
+    match cuda_visible_devices.map(str::trim) {
+        None => 1,
+        Some("") | Some("-1") => 0,
+        Some(list) => list.split(',').filter(|s| !s.trim().is_empty()).count(),
+    }
+}
+
+/// The value of `MPI_IN_PLACE` for a library, from its `MPI_Get_library_version` string:
+/// `(void*)1` in Open MPI, `(void*)-1` in MPICH and its derivatives; `None` if unknown.
+pub fn in_place_sentinel(library_version: &str) -> Option<*mut c_void> {
+    let v = library_version.to_ascii_lowercase();
+    if v.contains("open mpi") {
+        Some(1usize as *mut c_void)
+    } else if ["mpich", "mvapich", "intel(r) mpi"]
+        .iter()
+        .any(|k| v.contains(k))
+    {
+        Some(usize::MAX as *mut c_void)
+    } else {
+        None
+    }
+}
+
+impl Dist {
+    /// Starts MPI at `MPI_THREAD_FUNNELED` (only the main thread calls MPI), under mpirun or
+    /// as a singleton, sets up the rank-prefixed logger, the node-local communicator, the
+    /// GPU index and the CUDA-aware decision (`cuda_aware`: `auto`, `on` or `off`; with
+    /// `auto`, `ZEROTRAIN_CUDA_AWARE=0/1` overrides detection), and logs them on rank 0.
+    pub fn init(cuda_aware: &str) -> anyhow::Result<Dist> {
+        let setting = CudaAwareSetting::parse(cuda_aware)?;
+        let (universe, provided) = mpi::initialize_with_threading(Threading::Funneled)
+            .context("MPI initialisation failed (MPI already initialised in this process?)")?;
+        let world = universe.world();
+        let rank = world.rank() as usize;
+        let size = world.size() as usize;
+        logging::init_logging(rank);
+        if provided < Threading::Funneled {
+            log::warn!("MPI provides thread level {provided:?} < Funneled; continuing: only the main thread calls MPI");
+        }
+        let local = world.split_shared(rank as i32);
+        let local_rank = local.rank() as usize;
+        let local_size = local.size() as usize;
+        let visible_gpus = visible_gpu_count(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
+        let gpu_index = (visible_gpus > 0).then(|| local_rank % visible_gpus);
+        let env = std::env::var(CUDA_AWARE_ENV).ok();
+        let cuda =
+            cuda_aware::resolve(setting, env.as_deref(), cuda_aware::query_mpix_cuda_support)
+                .with_context(|| format!("rank {rank}: CUDA-aware setting"))?;
+        let library = mpi::environment::library_version().unwrap_or_default();
+        let in_place = in_place_sentinel(&library);
+        let ops = elem::SumOps::create()
+            .with_context(|| format!("rank {rank}: half-precision sum ops"))?;
+        let dist = Dist {
+            rank,
+            size,
+            local_rank,
+            local_size,
+            visible_gpus,
+            gpu_index,
+            cuda,
+            in_place,
+            ops,
+            local,
+            world,
+            _universe: universe,
+        };
+        dist.log_start(&library)?;
+        Ok(dist)
+    }
+
+    /// Rank 0 logs the job layout; every rank's (host-local rank, GPU) is gathered for it.
+    fn log_start(&self, library: &str) -> anyhow::Result<()> {
+        let mine = [
+            self.local_rank as i32,
+            self.gpu_index.map_or(-1, |g| g as i32),
+        ];
+        let mut all = vec![0i32; 2 * self.size];
+        self.world.all_gather_into(&mine[..], &mut all[..]);
+        if !self.is_root() {
+            return Ok(());
+        }
+        let first_line = library
+            .lines()
+            .next()
+            .unwrap_or("unknown MPI library")
+            .trim();
+        log::info!(
+            "MPI: {first_line}; world size {}, {} local ranks on rank 0's node, thread level funneled",
+            self.size,
+            self.local_size
+        );
+        let binding: Vec<String> = all
+            .chunks(2)
+            .enumerate()
+            .map(|(r, c)| match c[1] {
+                g if g >= 0 => format!("{r}:local {} gpu {g}", c[0]),
+                _ => format!("{r}:local {} gpu none", c[0]),
+            })
+            .collect();
+        log::info!(
+            "GPU binding (local rank % {} visible devices): {}",
+            self.visible_gpus,
+            binding.join(", ")
+        );
+        log::info!("{}", cuda_aware::describe(&self.cuda));
+        if self.in_place.is_none() {
+            log::warn!("unknown MPI library: in-place collectives copy through a scratch buffer");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visible_gpu_counting() {
+        assert_eq!(visible_gpu_count(None), 1);
+        assert_eq!(visible_gpu_count(Some("")), 0);
+        assert_eq!(visible_gpu_count(Some("-1")), 0);
+        assert_eq!(visible_gpu_count(Some("0,1,3")), 3);
+        assert_eq!(visible_gpu_count(Some("GPU-abc")), 1);
+    }
+
+    #[test]
+    fn in_place_values() {
+        assert_eq!(
+            in_place_sentinel("Open MPI v4.1.4, package: Debian"),
+            Some(1usize as *mut c_void)
+        );
+        assert_eq!(
+            in_place_sentinel("MPICH Version: 4.0"),
+            Some(usize::MAX as *mut c_void)
+        );
+        assert_eq!(in_place_sentinel("Some other MPI"), None);
+    }
+}
