@@ -1,1 +1,174 @@
-//! The `device` part (see DESIGN.md).
+//! The `device` part (see DESIGN.md): compute backends behind one trait.
+//!
+//! The trait is shaped for an asynchronous GPU: buffers are opaque, kernels are enqueued
+//! and take buffers plus offsets and shapes (never host slices), `download` and `sync`
+//! are the only points where the host waits. The CPU backend runs everything at once.
+//!
+//! Conventions for every kernel: matrices are row-major; activation arguments start at
+//! offset 0 of their own buffer; parameter and gradient arguments carry offsets because
+//! a unit's tensors share one flat buffer. Kernels named `*_bwd` that produce parameter
+//! gradients ACCUMULATE (+=) into them; what they write for activations is stated.
+mod cpu;
+mod gemm;
+
+pub use cpu::{Cpu, CpuBuf, CpuIds};
+pub use gemm::Gemm;
+
+/// A compute backend: buffer management plus the kernels the layers need.
+pub trait Backend: Send {
+    /// An opaque f32 device buffer.
+    type Buf: Send;
+    /// An opaque device buffer of u32 indices (token ids, class ids).
+    type Ids: Send;
+
+    /// Short name for logs and benchmarks ("cpu", "cuda").
+    fn name(&self) -> &'static str;
+    /// A zero-filled buffer of `len` f32.
+    fn alloc(&self, len: usize) -> anyhow::Result<Self::Buf>;
+    /// Number of f32 in `buf`.
+    fn len(&self, buf: &Self::Buf) -> usize;
+    /// Host -> device into `dst[offset..offset + src.len()]` (enqueued).
+    fn upload_at(&self, dst: &mut Self::Buf, offset: usize, src: &[f32]);
+    /// Host -> device into the start of `dst` (enqueued).
+    fn upload(&self, dst: &mut Self::Buf, src: &[f32]) {
+        self.upload_at(dst, 0, src)
+    }
+    /// Device -> host from `src[offset..offset + dst.len()]` (waits for the result).
+    fn download_at(&self, src: &Self::Buf, offset: usize, dst: &mut [f32]);
+    /// Device -> host from the start of `src` (waits for the result).
+    fn download(&self, src: &Self::Buf, dst: &mut [f32]) {
+        self.download_at(src, 0, dst)
+    }
+    /// Zero-copy host view (CPU: `Some`; GPU: `None`).
+    fn host<'a>(&self, buf: &'a Self::Buf) -> Option<&'a [f32]>;
+    /// Zero-copy mutable host view (CPU: `Some`; GPU: `None`).
+    fn host_mut<'a>(&self, buf: &'a mut Self::Buf) -> Option<&'a mut [f32]>;
+    /// Waits for every enqueued kernel and copy.
+    fn sync(&self) -> anyhow::Result<()>;
+
+    /// A zero-filled index buffer of `len` u32.
+    fn alloc_ids(&self, len: usize) -> anyhow::Result<Self::Ids>;
+    /// Host -> device into the start of `dst`.
+    fn upload_ids(&self, dst: &mut Self::Ids, src: &[u32]);
+
+    // ---- elementwise and BLAS-1 ----
+    /// `x[off..off+len] = v`.
+    fn fill(&self, x: &mut Self::Buf, off: usize, len: usize, v: f32);
+    /// `x[off..off+len] *= a`.
+    fn scale(&self, x: &mut Self::Buf, off: usize, len: usize, a: f32);
+    /// `y[yoff..yoff+len] += a * x[xoff..xoff+len]`.
+    fn axpy(&self, y: &mut Self::Buf, yoff: usize, a: f32, x: &Self::Buf, xoff: usize, len: usize);
+    /// `dst[doff..doff+len] = src[soff..soff+len]`.
+    fn copy(&self, dst: &mut Self::Buf, doff: usize, src: &Self::Buf, soff: usize, len: usize);
+
+    // ---- matrix products ----
+    /// `C = alpha * op(A) * op(B) + beta * C`, possibly strided-batched (see [`Gemm`]).
+    fn gemm(&self, g: &Gemm, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf);
+
+    // ---- layers ----
+    /// out: (rows, cols); `out[r, :] += bias[boff..boff+cols] + resid[r, :]` (each optional).
+    fn bias_residual(
+        &self,
+        out: &mut Self::Buf,
+        rows: usize,
+        cols: usize,
+        bias: Option<(&Self::Buf, usize)>,
+        resid: Option<&Self::Buf>,
+    );
+    /// dout: (rows, cols); `db[dboff..dboff+cols] += column sums of dout`.
+    fn bias_bwd(
+        &self,
+        db: &mut Self::Buf,
+        dboff: usize,
+        dout: &Self::Buf,
+        rows: usize,
+        cols: usize,
+    );
+    /// out: (b, t, c) = wte[ids[b, t], :] + wpe[t, :]; wte (vocab, c) at `wte_off` and
+    /// wpe (ctx, c) at `wpe_off` in `params`.
+    #[allow(clippy::too_many_arguments)]
+    fn embedding_fwd(
+        &self,
+        out: &mut Self::Buf,
+        ids: &Self::Ids,
+        params: &Self::Buf,
+        wte_off: usize,
+        wpe_off: usize,
+        b: usize,
+        t: usize,
+        c: usize,
+    );
+    /// dwte[ids[b, t], :] += dout[b, t, :]; dwpe[t, :] += dout[b, t, :].
+    #[allow(clippy::too_many_arguments)]
+    fn embedding_bwd(
+        &self,
+        grads: &mut Self::Buf,
+        wte_off: usize,
+        wpe_off: usize,
+        dout: &Self::Buf,
+        ids: &Self::Ids,
+        b: usize,
+        t: usize,
+        c: usize,
+    );
+    /// x, out: (rows, c); stats: (2, rows) = mean then 1/std. Weight and bias (c) at
+    /// `w_off`, `b_off` in `params`. eps = 1e-5.
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_fwd(
+        &self,
+        out: &mut Self::Buf,
+        stats: &mut Self::Buf,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        w_off: usize,
+        b_off: usize,
+        rows: usize,
+        c: usize,
+    );
+    /// dx (rows, c) += d x; grads[w_off..] += d weight; grads[b_off..] += d bias.
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_bwd(
+        &self,
+        dx: &mut Self::Buf,
+        grads: &mut Self::Buf,
+        w_off: usize,
+        b_off: usize,
+        dout: &Self::Buf,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        stats: &Self::Buf,
+        rows: usize,
+        c: usize,
+    );
+    /// out[i] = gelu(x[i]) (tanh approximation), i < len.
+    fn gelu_fwd(&self, out: &mut Self::Buf, x: &Self::Buf, len: usize);
+    /// In place: d[i] = d[i] * gelu'(x[i]).
+    fn gelu_bwd(&self, d: &mut Self::Buf, x: &Self::Buf, len: usize);
+    /// In place: x[i] = max(x[i], 0).
+    fn relu_fwd(&self, x: &mut Self::Buf, len: usize);
+    /// In place: d[i] = 0 where y[i] <= 0 (y = relu output).
+    fn relu_bwd(&self, d: &mut Self::Buf, y: &Self::Buf, len: usize);
+    /// In place over att: (n, t, t): scores -> causal softmax(scale * scores); entries
+    /// above the diagonal become 0.
+    fn softmax_causal_fwd(&self, att: &mut Self::Buf, n: usize, t: usize, scale: f32);
+    /// In place: d holds dP (n, t, t) and becomes d(scores) given P = the forward output.
+    fn softmax_causal_bwd(&self, d: &mut Self::Buf, p: &Self::Buf, n: usize, t: usize, scale: f32);
+    /// logits: (rows, v); losses[r] = -log softmax(logits[r])[targets[r]].
+    fn crossentropy_fwd(
+        &self,
+        losses: &mut Self::Buf,
+        logits: &Self::Buf,
+        targets: &Self::Ids,
+        rows: usize,
+        v: usize,
+    );
+    /// In place: logits (rows, v) become scale * (softmax(logits) - onehot(targets)).
+    fn crossentropy_bwd(
+        &self,
+        logits: &mut Self::Buf,
+        targets: &Self::Ids,
+        rows: usize,
+        v: usize,
+        scale: f32,
+    );
+}

@@ -1,0 +1,59 @@
+//! Unit and tensor descriptions: names, shapes and offsets within a unit's flat buffer.
+
+/// One named tensor: a view into its unit's flat buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Full name, e.g. `h.0.attn.c_attn.weight`.
+    pub name: String,
+    /// Row-major shape; linear weights are (in, out).
+    pub shape: Vec<usize>,
+    /// Offset of the first element within the unit.
+    pub offset: usize,
+    /// Whether weight decay applies (as nanoGPT groups them: matmul weights and the
+    /// token embedding yes; biases, LayerNorm and the position embedding no).
+    pub decay: bool,
+}
+
+impl TensorSpec {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// One unit: an ordered list of tensors packed without gaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSpec {
+    pub name: String,
+    pub tensors: Vec<TensorSpec>,
+    /// Elements in the unit (sum of the tensors).
+    pub numel: usize,
+}
+
+impl UnitSpec {
+    /// An empty unit called `name`.
+    pub fn new(name: impl Into<String>) -> UnitSpec {
+        UnitSpec {
+            name: name.into(),
+            tensors: Vec::new(),
+            numel: 0,
+        }
+    }
+    /// Appends a tensor and returns its offset.
+    pub fn push(&mut self, name: impl Into<String>, shape: &[usize], decay: bool) -> usize {
+        let offset = self.numel;
+        let t = TensorSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            offset,
+            decay,
+        };
+        self.numel += t.numel();
+        self.tensors.push(t);
+        offset
+    }
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&TensorSpec> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
