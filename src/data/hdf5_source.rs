@@ -1,0 +1,213 @@
+//! Batches read from an HDF5 dataset directory: each rank reads only its windows (rows)
+//! by hyperslab and checks every id against the vocabulary as it reads.
+use super::error::DataError;
+use super::manifest::{Kind, Manifest};
+use super::sampler::{LoaderState, Sampler};
+use super::shard::Shard;
+use super::source::{start_state, LoaderSpec, Producer};
+use super::Batch;
+use crate::config::{ModelConfig, ModelKind, Sampling};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// The sampler for `spec` over the dataset in `dir` (manifest read and checked; shard
+/// files are not opened). Units: windows of ctx + 1 tokens, or rows.
+pub fn open_sampler(
+    dir: &Path,
+    spec: &LoaderSpec,
+    resume: Option<LoaderState>,
+) -> Result<(Manifest, Sampler)> {
+    let m = Manifest::load(dir)?;
+    let state = start_state(spec, resume)?;
+    let shards = m.split(spec.split);
+    let split_err = |msg: String| DataError::Split {
+        dir: dir.to_path_buf(),
+        msg,
+    };
+    if shards.is_empty() {
+        return Err(split_err(format!("split {:?} has no shards", spec.split.name())).into());
+    }
+    let (units, stride): (Vec<(usize, u64)>, u64) = match m.kind {
+        Kind::Classify => (shards.iter().map(|(i, s)| (*i, s.count)).collect(), 1),
+        Kind::Tokens => {
+            let ctx = spec.ctx as u64;
+            if ctx == 0 {
+                bail!("loader: ctx must be at least 1");
+            }
+            let mut units = Vec::new();
+            for (i, s) in &shards {
+                if s.count < ctx + 1 {
+                    return Err(DataError::shard(
+                        Manifest::shard_path(dir, s),
+                        format!(
+                            "holds {} tokens, fewer than one window of ctx + 1 = {}: \
+                             lower model.ctx or write larger shards",
+                            s.count,
+                            ctx + 1
+                        ),
+                    )
+                    .into());
+                }
+                let n = match spec.sampling {
+                    Sampling::Random => s.count - ctx,
+                    Sampling::Epoch => (s.count - 1) / ctx,
+                };
+                units.push((*i, n));
+            }
+            let stride = match spec.sampling {
+                Sampling::Random => 1,
+                Sampling::Epoch => ctx,
+            };
+            (units, stride)
+        }
+    };
+    let sampler = Sampler::new(&units, stride, spec, state);
+    let gb = (spec.micro_batch * spec.world) as u64;
+    if sampler.total() == 0 {
+        return Err(split_err(format!("split {:?} is empty", spec.split.name())).into());
+    }
+    if spec.sampling == Sampling::Epoch {
+        if sampler.total() < gb {
+            return Err(split_err(format!(
+                "split {:?} has {} samples, fewer than one global batch \
+                 (micro_batch {} x world {} = {gb})",
+                spec.split.name(),
+                sampler.total(),
+                spec.micro_batch,
+                spec.world
+            ))
+            .into());
+        }
+        if sampler.total() > u32::MAX as u64 {
+            bail!("{}: more than 2^32 windows per epoch", dir.display());
+        }
+    }
+    Ok((m, sampler))
+}
+
+/// Reads this rank's samples of each global batch from the split's shards.
+pub struct Hdf5Producer {
+    sampler: Sampler,
+    kind: Kind,
+    /// Open shards by manifest index (None: other split).
+    shards: Vec<Option<Shard>>,
+    /// Tokens per sequence, or features per row.
+    width: usize,
+    limit: usize,
+    rank: usize,
+}
+
+impl Hdf5Producer {
+    /// Opens and checks every shard of the split, and the data against the model.
+    pub fn open(
+        dir: &Path,
+        model: &ModelConfig,
+        spec: &LoaderSpec,
+        resume: Option<LoaderState>,
+    ) -> Result<Self> {
+        let mpath = dir.join(super::manifest::MANIFEST);
+        let (m, sampler) = open_sampler(dir, spec, resume)?;
+        let width = match (model.kind, m.kind) {
+            (ModelKind::Gpt, Kind::Tokens) => {
+                if m.vocab_size > model.vocab {
+                    bail!(
+                        "{}: the vocabulary has {} tokens but model.vocab is {}",
+                        mpath.display(),
+                        m.vocab_size,
+                        model.vocab
+                    );
+                }
+                spec.ctx
+            }
+            (ModelKind::Mlp, Kind::Classify) => {
+                if m.features != model.inputs || m.classes > model.classes {
+                    bail!(
+                        "{}: the data has {} features and {} classes but the model has \
+                         model.inputs = {} and model.classes = {}",
+                        mpath.display(),
+                        m.features,
+                        m.classes,
+                        model.inputs,
+                        model.classes
+                    );
+                }
+                if spec.ctx != 0 && spec.ctx != m.features {
+                    bail!(
+                        "loader: ctx {} != feature dimension {}",
+                        spec.ctx,
+                        m.features
+                    );
+                }
+                m.features
+            }
+            (mk, dk) => bail!(
+                "{}: a {dk:?} dataset cannot feed model.kind = {mk:?}",
+                mpath.display()
+            ),
+        };
+        let mut shards: Vec<Option<Shard>> = (0..m.shards.len()).map(|_| None).collect();
+        for (i, e) in m.split(spec.split) {
+            shards[i] = Some(Shard::open(dir, &m, e)?);
+        }
+        Ok(Hdf5Producer {
+            sampler,
+            kind: m.kind,
+            shards,
+            width,
+            limit: m.id_limit(),
+            rank: spec.rank,
+        })
+    }
+
+    fn read(&mut self) -> Result<Batch, DataError> {
+        let refs = self.sampler.next_refs();
+        let b = refs.len();
+        let w = self.width;
+        let shard = |i: usize| {
+            self.shards.get(i).and_then(|s| s.as_ref()).ok_or_else(|| {
+                DataError::shard(format!("shard #{i}"), "sampler named an unopened shard")
+            })
+        };
+        match self.kind {
+            Kind::Tokens => {
+                // inputs, targets: (b, w) row-major; window: w + 1 tokens
+                let mut inputs = Vec::with_capacity(b * w);
+                let mut targets = Vec::with_capacity(b * w);
+                let mut window = vec![0u32; w + 1];
+                for r in &refs {
+                    shard(r.shard)?.read_tokens(r.offset, &mut window, self.limit)?;
+                    inputs.extend_from_slice(&window[..w]);
+                    targets.extend_from_slice(&window[1..]);
+                }
+                Ok(Batch::Tokens {
+                    b,
+                    t: w,
+                    inputs,
+                    targets,
+                })
+            }
+            Kind::Classify => {
+                // x: (b, w) row-major
+                let mut x = vec![0f32; b * w];
+                let mut y = Vec::with_capacity(b);
+                for (j, r) in refs.iter().enumerate() {
+                    let row = &mut x[j * w..(j + 1) * w];
+                    y.push(shard(r.shard)?.read_row(r.offset, row, self.limit)?);
+                }
+                Ok(Batch::Features { b, d: w, x, y })
+            }
+        }
+    }
+}
+
+impl Producer for Hdf5Producer {
+    fn produce(&mut self) -> Result<Batch> {
+        let g = self.sampler.state().batches;
+        let rank = self.rank;
+        self.read()
+            .with_context(|| format!("loading global micro-batch {g} on rank {rank}"))
+    }
+    fn state(&self) -> LoaderState {
+        self.sampler.state()
+    }
+}

@@ -1,0 +1,241 @@
+//! One open shard file: checked against its manifest entry on open, read by hyperslab.
+use super::error::DataError;
+use super::manifest::{IntType, Kind, Manifest, ShardEntry};
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
+use hdf5::Dataset;
+use ndarray::s;
+use std::path::{Path, PathBuf};
+
+/// Elements read at a time when a whole shard is scanned (`verify`).
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// Turns off HDF5's own error printing (its error stack on stderr); our errors say it.
+pub fn quiet_hdf5() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| hdf5::silence_errors(true));
+}
+
+/// An open shard; the datasets stay open for the loader's lifetime.
+pub struct Shard {
+    pub path: PathBuf,
+    /// Tokens or samples.
+    pub count: u64,
+    pub dtype: IntType,
+    body: Body,
+}
+
+enum Body {
+    /// tokens: (count,)
+    Tokens(Dataset),
+    /// x: (count, d) float32, y: (count,) integer
+    Classify { x: Dataset, y: Dataset, d: usize },
+}
+
+fn descriptor(t: IntType) -> TypeDescriptor {
+    match t {
+        IntType::Uint8 => TypeDescriptor::Unsigned(IntSize::U1),
+        IntType::Uint16 => TypeDescriptor::Unsigned(IntSize::U2),
+        IntType::Uint32 => TypeDescriptor::Unsigned(IntSize::U4),
+        IntType::Int32 => TypeDescriptor::Integer(IntSize::U4),
+        IntType::Int64 => TypeDescriptor::Integer(IntSize::U8),
+    }
+}
+
+impl Shard {
+    /// Opens `entry` of the dataset in `dir` and checks it against the manifest:
+    /// file present and readable as HDF5, dataset names, shapes, dtype and count.
+    pub fn open(dir: &Path, m: &Manifest, entry: &ShardEntry) -> Result<Shard, DataError> {
+        quiet_hdf5();
+        let path = Manifest::shard_path(dir, entry);
+        if !path.is_file() {
+            return Err(DataError::shard(
+                &path,
+                "shard listed in manifest.json is missing",
+            ));
+        }
+        let file = hdf5::File::open(&path).map_err(|e| {
+            DataError::shard(
+                &path,
+                format!("cannot open as HDF5 (truncated or corrupt?): {e}"),
+            )
+        })?;
+        let open = |name: &str| {
+            file.dataset(name)
+                .map_err(|e| DataError::shard(&path, format!("no dataset {name:?}: {e}")))
+        };
+        let check_type = |ds: &Dataset, name: &str, want: TypeDescriptor| {
+            let got = ds
+                .dtype()
+                .and_then(|t| t.to_descriptor())
+                .map_err(|e| DataError::shard(&path, format!("dataset {name:?}: {e}")))?;
+            if got != want {
+                return Err(DataError::shard(
+                    &path,
+                    format!("dataset {name:?} has dtype {got}, manifest.json says {want}"),
+                ));
+            }
+            Ok(())
+        };
+        let count_err = |name: &str, n: usize| {
+            DataError::shard(
+                &path,
+                format!(
+                    "dataset {name:?} holds {n} elements but manifest.json says count = {}",
+                    entry.count
+                ),
+            )
+        };
+        let body = match m.kind {
+            Kind::Tokens => {
+                let ds = open("tokens")?;
+                check_type(&ds, "tokens", descriptor(entry.dtype))?;
+                let shape = ds.shape();
+                if shape.len() != 1 {
+                    return Err(DataError::shard(
+                        &path,
+                        format!("dataset \"tokens\" must be 1-D, has shape {shape:?}"),
+                    ));
+                }
+                if shape[0] as u64 != entry.count {
+                    return Err(count_err("tokens", shape[0]));
+                }
+                Body::Tokens(ds)
+            }
+            Kind::Classify => {
+                let x = open("x")?;
+                let y = open("y")?;
+                check_type(&x, "x", TypeDescriptor::Float(FloatSize::U4))?;
+                check_type(&y, "y", descriptor(entry.dtype))?;
+                let (xs, ys) = (x.shape(), y.shape());
+                if xs.len() != 2 || xs[1] != m.features {
+                    return Err(DataError::shard(
+                        &path,
+                        format!(
+                            "dataset \"x\" must have shape (n, {}), has {xs:?}",
+                            m.features
+                        ),
+                    ));
+                }
+                if ys.len() != 1 || ys[0] != xs[0] {
+                    return Err(DataError::shard(
+                        &path,
+                        format!("dataset \"y\" must have shape ({},), has {ys:?}", xs[0]),
+                    ));
+                }
+                if xs[0] as u64 != entry.count {
+                    return Err(count_err("x", xs[0]));
+                }
+                Body::Classify {
+                    x,
+                    y,
+                    d: m.features,
+                }
+            }
+        };
+        Ok(Shard {
+            path,
+            count: entry.count,
+            dtype: entry.dtype,
+            body,
+        })
+    }
+
+    fn read_err(&self, what: &str, e: hdf5::Error) -> DataError {
+        DataError::shard(
+            &self.path,
+            format!("reading {what} failed (corrupt file?): {e}"),
+        )
+    }
+
+    fn range_err(&self, what: &'static str, position: u64, value: i64, limit: usize) -> DataError {
+        DataError::OutOfRange {
+            path: self.path.clone(),
+            what,
+            position,
+            value,
+            limit,
+        }
+    }
+
+    /// Reads tokens `[start, start + out.len())` into `out`, checking each is `< limit`.
+    pub fn read_tokens(&self, start: u64, out: &mut [u32], limit: usize) -> Result<(), DataError> {
+        let Body::Tokens(ds) = &self.body else {
+            return Err(DataError::shard(&self.path, "not a token shard"));
+        };
+        let s = start as usize;
+        let a = ds
+            .read_slice_1d::<u32, _>(s..s + out.len())
+            .map_err(|e| self.read_err("tokens", e))?;
+        for (j, (o, &v)) in out.iter_mut().zip(a.iter()).enumerate() {
+            if v as usize >= limit {
+                return Err(self.range_err("token id", start + j as u64, v as i64, limit));
+            }
+            *o = v;
+        }
+        Ok(())
+    }
+
+    /// Reads row `i`: `x_out` gets the features, the label (checked `< limit`) is returned.
+    pub fn read_row(&self, i: u64, x_out: &mut [f32], limit: usize) -> Result<u32, DataError> {
+        let Body::Classify { x, y, .. } = &self.body else {
+            return Err(DataError::shard(&self.path, "not a classification shard"));
+        };
+        let r = i as usize;
+        let xa = x
+            .read_slice_2d::<f32, _>(s![r..r + 1, ..])
+            .map_err(|e| self.read_err("x", e))?;
+        for (o, &v) in x_out.iter_mut().zip(xa.iter()) {
+            *o = v;
+        }
+        let ya = y
+            .read_slice_1d::<i64, _>(r..r + 1)
+            .map_err(|e| self.read_err("y", e))?;
+        let label = ya.first().copied().unwrap_or(-1);
+        if label < 0 || label as usize >= limit {
+            return Err(self.range_err("label", i, label, limit));
+        }
+        Ok(label as u32)
+    }
+
+    /// Scans the whole shard in chunks: checks every id is `< limit` and returns the
+    /// CRC-32 of the data values (see `ShardEntry::crc32`). For `inspect --verify`.
+    pub fn scan(&self, limit: usize) -> Result<u32, DataError> {
+        let mut crc = crc32fast::Hasher::new();
+        let mut bytes = Vec::new();
+        let n = self.count as usize;
+        let ids = match &self.body {
+            Body::Tokens(ds) => ("token id", ds),
+            Body::Classify { x, y, d } => {
+                let rows = (SCAN_CHUNK / d.max(&1)).max(1);
+                for r in (0..n).step_by(rows) {
+                    let e = (r + rows).min(n);
+                    let a = x
+                        .read_slice_2d::<f32, _>(s![r..e, ..])
+                        .map_err(|e| self.read_err("x", e))?;
+                    bytes.clear();
+                    for v in a.iter() {
+                        bytes.extend_from_slice(&v.to_le_bytes());
+                    }
+                    crc.update(&bytes);
+                }
+                ("label", y)
+            }
+        };
+        for c in (0..n).step_by(SCAN_CHUNK) {
+            let e = (c + SCAN_CHUNK).min(n);
+            let a = ids
+                .1
+                .read_slice_1d::<i64, _>(c..e)
+                .map_err(|e| self.read_err(ids.0, e))?;
+            bytes.clear();
+            for (j, &v) in a.iter().enumerate() {
+                if v < 0 || v as usize >= limit {
+                    return Err(self.range_err(ids.0, (c + j) as u64, v, limit));
+                }
+                self.dtype.push_le(v, &mut bytes);
+            }
+            crc.update(&bytes);
+        }
+        Ok(crc.finalize())
+    }
+}
