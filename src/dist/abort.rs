@@ -9,9 +9,8 @@ use super::Dist;
 /// mpirun kills every rank and exits non-zero promptly. Use for any error after
 /// [`Dist::init`] succeeded, since other ranks may already wait in a collective.
 pub fn abort_on_error(dist: &Dist, err: &anyhow::Error) -> ! {
-    let msg = format!("rank {}: {err:#}", dist.rank());
-    log::error!("{msg}");
-    eprintln!("{msg}");
+    // Straight to stderr, not through the logger: it must show whatever RUST_LOG says.
+    eprintln!("rank {}: {err:#}", dist.rank());
     // SAFETY: MPI is initialised (a Dist exists) and the world communicator is valid.
     unsafe { ffi::MPI_Abort(dist.world().as_raw(), 1) };
     // MPI_Abort does not return on a conforming library; make sure the process ends anyway.

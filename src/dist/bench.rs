@@ -1,1 +1,353 @@
-//! bench
+//! `zerotrain bench comm`: our collectives against the raw MPI calls on the same buffers.
+//! Iterations alternate ours/raw (and which goes first) to cancel machine noise; each
+//! iteration's time is the slowest rank's, and the median over iterations is reported.
+//! Bandwidths follow nccl-tests: `bytes` is the whole buffer (all-reduce: the buffer;
+//! reduce-scatter: the send buffer; all-gather: the receive buffer), algbw = bytes / time,
+//! busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other two.
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use half::{bf16, f16};
+use mpi::collective::SystemOperation;
+use mpi::ffi;
+use mpi::raw::AsRaw;
+use mpi::traits::*;
+
+use super::{DType, Dist, Elem, ReduceOp};
+
+/// A benchmarked collective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchOp {
+    AllReduce,
+    ReduceScatter,
+    AllGather,
+}
+
+impl BenchOp {
+    /// `allreduce`, `reducescatter`, `allgather`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchOp::AllReduce => "allreduce",
+            BenchOp::ReduceScatter => "reducescatter",
+            BenchOp::AllGather => "allgather",
+        }
+    }
+
+    /// Parses a name (dashes and underscores ignored).
+    pub fn parse(s: &str) -> Result<BenchOp> {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "")
+            .as_str()
+        {
+            "allreduce" => Ok(BenchOp::AllReduce),
+            "reducescatter" => Ok(BenchOp::ReduceScatter),
+            "allgather" => Ok(BenchOp::AllGather),
+            other => anyhow::bail!(
+                "unknown op '{other}' (expected allreduce, reducescatter or allgather)"
+            ),
+        }
+    }
+
+    /// The nccl-tests bus-bandwidth factor for `n` ranks.
+    pub fn busbw_factor(self, n: usize) -> f64 {
+        let n = n as f64;
+        match self {
+            BenchOp::AllReduce => 2.0 * (n - 1.0) / n,
+            BenchOp::ReduceScatter | BenchOp::AllGather => (n - 1.0) / n,
+        }
+    }
+}
+
+/// What to sweep.
+#[derive(Clone, Debug)]
+pub struct BenchOpts {
+    pub min_bytes: usize,
+    pub max_bytes: usize,
+    /// Size multiplier between steps (2 or 4 typically).
+    pub factor: usize,
+    /// Timed iterations per size (each of ours and raw); `None`: by size, see [`auto_iters`].
+    pub iters: Option<usize>,
+    pub dtypes: Vec<DType>,
+    pub ops: Vec<BenchOp>,
+}
+
+impl BenchOpts {
+    /// The message sizes: `min_bytes * factor^k` up to `max_bytes`.
+    pub fn sizes(&self) -> Result<Vec<usize>> {
+        ensure!(self.min_bytes >= 1, "--min-bytes must be at least 1");
+        ensure!(
+            self.max_bytes >= self.min_bytes,
+            "--max-bytes must be at least --min-bytes"
+        );
+        ensure!(self.factor >= 2, "--factor must be at least 2");
+        ensure!(
+            !self.dtypes.is_empty() && !self.ops.is_empty(),
+            "no dtypes or ops to benchmark"
+        );
+        let mut v = vec![self.min_bytes];
+        while let Some(next) = v.last().and_then(|b| b.checked_mul(self.factor)) {
+            if next > self.max_bytes {
+                break;
+            }
+            v.push(next);
+        }
+        Ok(v)
+    }
+}
+
+/// Default iterations: about 256 MiB moved per (op, dtype, size), between 10 and 100.
+pub fn auto_iters(bytes: usize) -> usize {
+    ((256usize << 20) / bytes.max(1)).clamp(10, 100)
+}
+
+/// One measured (op, dtype, size).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Row {
+    pub op: &'static str,
+    pub dtype: &'static str,
+    pub bytes: usize,
+    pub count: usize,
+    pub ranks: usize,
+    pub iters: usize,
+    pub ours_s: f64,
+    pub raw_s: f64,
+    pub ratio: f64,
+    pub algbw_gbps: f64,
+    pub busbw_gbps: f64,
+    pub raw_busbw_gbps: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+/// Buffers of one measurement, zero-filled (sums of zeros stay finite across iterations).
+struct Bufs<T> {
+    a: Vec<T>,
+    b: Vec<T>,
+}
+
+impl Dist {
+    /// Ours: the public wrapper. Raw: the MPI call issued directly on the same buffers.
+    fn bench_call<T: Elem>(&self, op: BenchOp, bufs: &mut Bufs<T>, raw: bool) -> Result<()> {
+        let (a, b) = (&mut bufs.a, &mut bufs.b);
+        if !raw {
+            match op {
+                BenchOp::AllReduce => self.all_reduce(a, ReduceOp::Sum)?,
+                BenchOp::ReduceScatter => self.reduce_scatter(a, b, ReduceOp::Sum)?,
+                BenchOp::AllGather => self.all_gather(a, b)?,
+            }
+            return Ok(());
+        }
+        let in_place = self
+            .in_place
+            .context("raw all-reduce needs MPI_IN_PLACE for this MPI")?;
+        let comm = self.world.as_raw();
+        let (dt, sum) = (T::mpi_datatype(), self.ops.sum(T::DTYPE));
+        // SAFETY: buffer sizes were made for `op` by `measure`; counts fit an int there.
+        unsafe {
+            match op {
+                BenchOp::AllReduce => ffi::MPI_Allreduce(
+                    in_place,
+                    a.as_mut_ptr().cast(),
+                    a.len() as i32,
+                    dt,
+                    sum,
+                    comm,
+                ),
+                BenchOp::ReduceScatter => ffi::MPI_Reduce_scatter_block(
+                    a.as_ptr().cast(),
+                    b.as_mut_ptr().cast(),
+                    b.len() as i32,
+                    dt,
+                    sum,
+                    comm,
+                ),
+                BenchOp::AllGather => {
+                    let n = a.len() as i32;
+                    ffi::MPI_Allgather(a.as_ptr().cast(), n, dt, b.as_mut_ptr().cast(), n, dt, comm)
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn measure<T: Elem>(&self, op: BenchOp, total: usize, iters: usize) -> Result<(f64, f64)> {
+        let n = self.size;
+        let block = total / n;
+        let z = T::default();
+        let mut bufs = match op {
+            BenchOp::AllReduce => Bufs {
+                a: vec![z; total],
+                b: Vec::new(),
+            },
+            BenchOp::ReduceScatter => Bufs {
+                a: vec![z; total],
+                b: vec![z; block],
+            },
+            BenchOp::AllGather => Bufs {
+                a: vec![z; block],
+                b: vec![z; total],
+            },
+        };
+        self.check_all_reduce(total)?; // counts fit an int
+        let mut times = vec![0f64; 2 * iters]; // [ours..., raw...]
+        for it in 0..iters + 2 {
+            for k in 0..2 {
+                let raw = (k ^ (it % 2)) == 1;
+                self.barrier()?;
+                let t = Instant::now();
+                self.bench_call::<T>(op, &mut bufs, raw)?;
+                let dt = t.elapsed().as_secs_f64();
+                if it >= 2 {
+                    times[(it - 2) + if raw { iters } else { 0 }] = dt; // 2 warm-up rounds
+                }
+            }
+        }
+        let mut slowest = vec![0f64; times.len()];
+        self.world
+            .all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
+        let (ours, raw) = slowest.split_at_mut(iters);
+        Ok((median(ours), median(raw)))
+    }
+
+    /// Runs the sweep; every rank returns the same rows (times are the slowest rank's).
+    pub fn bench_comm(&self, opts: &BenchOpts) -> Result<Vec<Row>> {
+        let sizes = opts.sizes()?;
+        let n = self.size;
+        let mut rows = Vec::new();
+        for &op in &opts.ops {
+            for &dtype in &opts.dtypes {
+                for &bytes in &sizes {
+                    let elem = dtype.size_bytes();
+                    let total = (bytes / elem / n) * n; // equal blocks for RS/AG
+                    let total = if op == BenchOp::AllReduce {
+                        bytes / elem
+                    } else {
+                        total
+                    };
+                    if total == 0 {
+                        continue;
+                    }
+                    let iters = opts.iters.unwrap_or_else(|| auto_iters(bytes)).max(1);
+                    let (ours, raw) = match dtype {
+                        DType::F32 => self.measure::<f32>(op, total, iters)?,
+                        DType::BF16 => self.measure::<bf16>(op, total, iters)?,
+                        DType::F16 => self.measure::<f16>(op, total, iters)?,
+                    };
+                    let bytes = total * elem;
+                    let algbw = bytes as f64 / ours / 1e9;
+                    rows.push(Row {
+                        op: op.name(),
+                        dtype: dtype.name(),
+                        bytes,
+                        count: total,
+                        ranks: n,
+                        iters,
+                        ours_s: ours,
+                        raw_s: raw,
+                        ratio: ours / raw,
+                        algbw_gbps: algbw,
+                        busbw_gbps: algbw * op.busbw_factor(n),
+                        raw_busbw_gbps: bytes as f64 / raw / 1e9 * op.busbw_factor(n),
+                    });
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// The aligned table, with a closing line on the f32 >= 1 MiB ratios (the floor).
+pub fn table(rows: &[Row]) -> String {
+    let mut s = format!(
+        "{:<14} {:<5} {:>10} {:>5} {:>5} {:>11} {:>11} {:>6} {:>10} {:>10}\n",
+        "op",
+        "dtype",
+        "bytes",
+        "ranks",
+        "iters",
+        "ours_us",
+        "raw_us",
+        "ratio",
+        "algbw_GB/s",
+        "busbw_GB/s"
+    );
+    for r in rows {
+        s += &format!(
+            "{:<14} {:<5} {:>10} {:>5} {:>5} {:>11.1} {:>11.1} {:>6.3} {:>10.3} {:>10.3}\n",
+            r.op,
+            r.dtype,
+            r.bytes,
+            r.ranks,
+            r.iters,
+            r.ours_s * 1e6,
+            r.raw_s * 1e6,
+            r.ratio,
+            r.algbw_gbps,
+            r.busbw_gbps
+        );
+    }
+    for op in [
+        BenchOp::AllReduce,
+        BenchOp::ReduceScatter,
+        BenchOp::AllGather,
+    ] {
+        let big: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.op == op.name() && r.dtype == "f32" && r.bytes >= 1 << 20)
+            .map(|r| r.ratio)
+            .collect();
+        if let Some(worst) = big.iter().copied().reduce(f64::max) {
+            s += &format!(
+                "{}: f32 >= 1 MiB: worst ratio ours/raw {worst:.3} over {} sizes\n",
+                op.name(),
+                big.len()
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_factors() {
+        let o = BenchOpts {
+            min_bytes: 1024,
+            max_bytes: 64 << 20,
+            factor: 4,
+            iters: None,
+            dtypes: vec![DType::F32],
+            ops: vec![BenchOp::AllReduce],
+        };
+        let s = o.sizes().unwrap();
+        assert_eq!(s.first(), Some(&1024));
+        assert_eq!(s.last(), Some(&(64 << 20)));
+        assert_eq!(s.len(), 9);
+        assert!(BenchOpts {
+            factor: 1,
+            ..o.clone()
+        }
+        .sizes()
+        .is_err());
+        assert!(BenchOpts { max_bytes: 10, ..o }.sizes().is_err());
+        assert_eq!(BenchOp::AllReduce.busbw_factor(4), 1.5);
+        assert_eq!(BenchOp::AllGather.busbw_factor(2), 0.5);
+        assert_eq!(
+            BenchOp::parse("reduce-scatter").unwrap(),
+            BenchOp::ReduceScatter
+        );
+        assert!(BenchOp::parse("alltoall").is_err());
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+    }
+}

@@ -48,14 +48,14 @@ pub fn query_mpix_cuda_support() -> Option<bool> {
     Some(f() != 0)
 }
 
-/// Decides: an explicit `on`/`off` setting wins; with `auto`, `ZEROTRAIN_CUDA_AWARE=0/1`
-/// (value in `env`) wins; otherwise the library is asked. `query` is injected for tests.
-pub fn resolve(
+/// Decides what can be decided without asking MPI: an explicit `on`/`off` setting wins;
+/// with `auto`, `ZEROTRAIN_CUDA_AWARE=0/1` (value in `env`) wins; `Ok(None)` means "ask
+/// the library". Runs before MPI starts, so a bad value is reported before any collective.
+pub fn decide_without_query(
     setting: CudaAwareSetting,
     env: Option<&str>,
-    query: impl FnOnce() -> Option<bool>,
-) -> anyhow::Result<CudaAware> {
-    let decided = |enabled: bool, reason: String| Ok(CudaAware { enabled, reason });
+) -> anyhow::Result<Option<CudaAware>> {
+    let decided = |enabled: bool, reason: String| Ok(Some(CudaAware { enabled, reason }));
     match setting {
         CudaAwareSetting::On => decided(true, "forced on by configuration".into()),
         CudaAwareSetting::Off => decided(false, "forced off by configuration".into()),
@@ -65,15 +65,26 @@ pub fn resolve(
                 Ok(CudaAwareSetting::Off) => decided(false, format!("{CUDA_AWARE_ENV}={v}")),
                 _ => anyhow::bail!("{CUDA_AWARE_ENV}='{v}': expected 0 or 1"),
             },
-            None => match query() {
-                Some(yes) => decided(yes, format!("MPIX_Query_cuda_support() = {}", yes as i32)),
-                None => decided(
-                    false,
-                    "MPIX_Query_cuda_support not provided by this MPI".into(),
-                ),
-            },
+            None => Ok(None),
         },
     }
+}
+
+/// Completes an undecided choice by asking the library (`query`, injected for tests).
+pub fn finish_with_query(
+    decided: Option<CudaAware>,
+    query: impl FnOnce() -> Option<bool>,
+) -> CudaAware {
+    decided.unwrap_or_else(|| match query() {
+        Some(yes) => CudaAware {
+            enabled: yes,
+            reason: format!("MPIX_Query_cuda_support() = {}", yes as i32),
+        },
+        None => CudaAware {
+            enabled: false,
+            reason: "MPIX_Query_cuda_support not provided by this MPI".into(),
+        },
+    })
 }
 
 /// The start-up log line for the decision.
@@ -95,19 +106,29 @@ pub fn describe(c: &CudaAware) -> String {
 mod tests {
     use super::*;
 
+    fn resolve(
+        s: CudaAwareSetting,
+        env: Option<&str>,
+        q: impl FnOnce() -> Option<bool>,
+    ) -> anyhow::Result<CudaAware> {
+        Ok(finish_with_query(decide_without_query(s, env)?, q))
+    }
+
     #[test]
     fn precedence_setting_then_env_then_query() {
-        let on = |_: ()| Some(true);
-        assert!(resolve(CudaAwareSetting::Off, Some("1"), || on(()))
-            .map(|c| !c.enabled)
-            .unwrap());
+        let on = || Some(true);
+        assert!(
+            !resolve(CudaAwareSetting::Off, Some("1"), on)
+                .unwrap()
+                .enabled
+        );
         assert!(
             resolve(CudaAwareSetting::On, Some("0"), || None)
                 .unwrap()
                 .enabled
         );
         assert!(
-            !resolve(CudaAwareSetting::Auto, Some("0"), || on(()))
+            !resolve(CudaAwareSetting::Auto, Some("0"), on)
                 .unwrap()
                 .enabled
         );
@@ -116,11 +137,7 @@ mod tests {
                 .unwrap()
                 .enabled
         );
-        assert!(
-            resolve(CudaAwareSetting::Auto, None, || on(()))
-                .unwrap()
-                .enabled
-        );
+        assert!(resolve(CudaAwareSetting::Auto, None, on).unwrap().enabled);
         assert!(
             !resolve(CudaAwareSetting::Auto, None, || None)
                 .unwrap()

@@ -7,7 +7,7 @@ use mpi::environment::Threading;
 use mpi::traits::*;
 
 use super::cuda_aware::{self, CudaAwareSetting, CUDA_AWARE_ENV};
-use super::{elem, logging, Dist};
+use super::{elem, logging, with_rank_before_init, Dist};
 
 /// Number of GPUs a rank may bind: the entries of `CUDA_VISIBLE_DEVICES` when it is set
 /// (0 when set but empty or `-1`), else 1 (no information: assume one device).
@@ -41,9 +41,15 @@ impl Dist {
     /// GPU index and the CUDA-aware decision (`cuda_aware`: `auto`, `on` or `off`; with
     /// `auto`, `ZEROTRAIN_CUDA_AWARE=0/1` overrides detection), and logs them on rank 0.
     pub fn init(cuda_aware: &str) -> anyhow::Result<Dist> {
-        let setting = CudaAwareSetting::parse(cuda_aware)?;
-        let (universe, provided) = mpi::initialize_with_threading(Threading::Funneled)
-            .context("MPI initialisation failed (MPI already initialised in this process?)")?;
+        // Checks that need no MPI run first, so bad settings fail alike on every rank.
+        let env = std::env::var(CUDA_AWARE_ENV).ok();
+        let early = with_rank_before_init(
+            CudaAwareSetting::parse(cuda_aware)
+                .and_then(|s| cuda_aware::decide_without_query(s, env.as_deref())),
+        )?;
+        let init = mpi::initialize_with_threading(Threading::Funneled)
+            .context("MPI initialisation failed (MPI already initialised in this process?)");
+        let (universe, provided) = with_rank_before_init(init)?;
         let world = universe.world();
         let rank = world.rank() as usize;
         let size = world.size() as usize;
@@ -56,10 +62,7 @@ impl Dist {
         let local_size = local.size() as usize;
         let visible_gpus = visible_gpu_count(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
         let gpu_index = (visible_gpus > 0).then(|| local_rank % visible_gpus);
-        let env = std::env::var(CUDA_AWARE_ENV).ok();
-        let cuda =
-            cuda_aware::resolve(setting, env.as_deref(), cuda_aware::query_mpix_cuda_support)
-                .with_context(|| format!("rank {rank}: CUDA-aware setting"))?;
+        let cuda = cuda_aware::finish_with_query(early, cuda_aware::query_mpix_cuda_support);
         let library = mpi::environment::library_version().unwrap_or_default();
         let in_place = in_place_sentinel(&library);
         let ops = elem::SumOps::create()
@@ -78,12 +81,12 @@ impl Dist {
             world,
             _universe: universe,
         };
-        dist.log_start(&library)?;
+        dist.log_start(&library);
         Ok(dist)
     }
 
     /// Rank 0 logs the job layout; every rank's (host-local rank, GPU) is gathered for it.
-    fn log_start(&self, library: &str) -> anyhow::Result<()> {
+    fn log_start(&self, library: &str) {
         let mine = [
             self.local_rank as i32,
             self.gpu_index.map_or(-1, |g| g as i32),
@@ -91,7 +94,7 @@ impl Dist {
         let mut all = vec![0i32; 2 * self.size];
         self.world.all_gather_into(&mine[..], &mut all[..]);
         if !self.is_root() {
-            return Ok(());
+            return;
         }
         let first_line = library
             .lines()
@@ -120,7 +123,6 @@ impl Dist {
         if self.in_place.is_none() {
             log::warn!("unknown MPI library: in-place collectives copy through a scratch buffer");
         }
-        Ok(())
     }
 }
 

@@ -1,1 +1,356 @@
-//! selftest
+//! Correctness sweep of every collective, run under mpirun by the integration tests
+//! (`zerotrain bench comm --self-test`, a hidden test hook). Each rank fills its data from
+//! a formula of (rank, index), so every rank computes the expected result itself.
+use anyhow::{bail, ensure, Result};
+use half::{bf16, f16};
+
+use super::{DType, DeviceBuf, Dist, Elem, ReduceOp, ScalarOp};
+
+/// Lengths for all-reduce and broadcast: zero, odd, and not divisible by 2, 3 or 4.
+const LENS: [usize; 6] = [0, 1, 7, 13, 1000, 4099];
+/// Per-rank block lengths for reduce-scatter and all-gather (zero and odd).
+const BLOCKS: [usize; 4] = [0, 1, 7, 333];
+
+/// What the sweep checked on this rank.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Report {
+    /// Comparisons made (one per collective result checked).
+    pub checks: usize,
+    /// Elements compared.
+    pub elements: usize,
+    /// `test()` calls made while a request overlapped compute.
+    pub test_calls: usize,
+    /// Largest half-precision sum error seen, as a fraction of its allowed bound.
+    pub worst_half_error_vs_bound: f64,
+}
+
+/// Integer data in [-5, 5]: sums over up to 4 ranks (|s| <= 20) are exact in f32, bf16
+/// (exact integers up to 256) and f16 (up to 2048), so results must match exactly
+/// whatever order MPI adds in.
+fn int_val(rank: usize, i: usize) -> f32 {
+    ((rank * 7 + i * 3) % 11) as f32 - 5.0
+}
+
+fn int_sum(n: usize, i: usize) -> f32 {
+    (0..n).map(|r| int_val(r, i)).sum()
+}
+
+/// Non-integer data in [1, 2), rounded to the element type so inputs are exact.
+fn frac_val<T: Elem>(rank: usize, i: usize) -> T {
+    T::from_f32(1.0 + ((rank * 31 + i * 17) % 97) as f32 / 97.0)
+}
+
+fn fill<T: Elem>(len: usize, f: impl Fn(usize) -> f32) -> Vec<T> {
+    (0..len).map(|i| T::from_f32(f(i))).collect()
+}
+
+impl Report {
+    fn expect<T: Elem>(
+        &mut self,
+        d: &Dist,
+        what: &str,
+        got: &[T],
+        want: impl Fn(usize) -> T,
+    ) -> Result<()> {
+        for (i, g) in got.iter().enumerate() {
+            let w = want(i);
+            ensure!(
+                *g == w,
+                "rank {}: self-test {what} ({}, len {}): element {i} is {g:?}, expected {w:?}",
+                d.rank(),
+                T::DTYPE.name(),
+                got.len()
+            );
+        }
+        self.checks += 1;
+        self.elements += got.len();
+        Ok(())
+    }
+}
+
+fn blocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+    let (r, n) = (d.rank(), d.size());
+    for len in LENS {
+        for op in [ReduceOp::Sum, ReduceOp::Avg] {
+            let mut buf: Vec<T> = fill(len, |i| int_val(r, i));
+            d.all_reduce(&mut buf, op)?;
+            let div = if op == ReduceOp::Avg { n as f32 } else { 1.0 };
+            rep.expect(d, "all_reduce", &buf, |i| T::from_f32(int_sum(n, i) / div))?;
+        }
+        let send: Vec<T> = fill(len, |i| int_val(r, i));
+        let mut wide = vec![0f32; len];
+        d.all_reduce_into_f32(&send, &mut wide, ReduceOp::Sum)?;
+        rep.expect(d, "all_reduce_into_f32", &wide, |i| int_sum(n, i))?;
+        for root in [0, n - 1] {
+            let mut buf: Vec<T> = fill(len, |i| if r == root { int_val(root, i) } else { 99.0 });
+            d.broadcast(&mut buf, root)?;
+            rep.expect(d, "broadcast", &buf, |i| T::from_f32(int_val(root, i)))?;
+        }
+    }
+    for b in BLOCKS {
+        for op in [ReduceOp::Sum, ReduceOp::Avg] {
+            let send: Vec<T> = fill(b * n, |j| int_val(r, j));
+            let mut recv = vec![T::from_f32(99.0); b];
+            d.reduce_scatter(&send, &mut recv, op)?;
+            let div = if op == ReduceOp::Avg { n as f32 } else { 1.0 };
+            rep.expect(d, "reduce_scatter", &recv, |i| {
+                T::from_f32(int_sum(n, r * b + i) / div)
+            })?;
+        }
+        let send: Vec<T> = fill(b, |i| int_val(r, i));
+        let mut recv = vec![T::from_f32(99.0); b * n];
+        d.all_gather(&send, &mut recv)?;
+        rep.expect(d, "all_gather", &recv, |j| {
+            T::from_f32(int_val(j / b.max(1), j % b.max(1)))
+        })?;
+    }
+    Ok(())
+}
+
+/// Wrong lengths and roots are refused locally (no MPI call, so no rank hangs).
+fn refusals<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+    let n = d.size();
+    let x = vec![T::default(); 3 * n + 1];
+    let mut y = vec![T::default(); 3];
+    ensure!(
+        d.reduce_scatter(&x, &mut y, ReduceOp::Sum).is_err(),
+        "reduce_scatter accepted bad lengths"
+    );
+    ensure!(
+        d.all_gather(&y, &mut vec![T::default(); 3 * n + 1])
+            .is_err(),
+        "all_gather accepted bad lengths"
+    );
+    ensure!(
+        d.all_reduce_into_f32(&y, &mut [0f32; 2], ReduceOp::Sum)
+            .is_err(),
+        "into_f32 accepted bad lengths"
+    );
+    ensure!(
+        d.broadcast(&mut y, n).is_err(),
+        "broadcast accepted root {n}"
+    );
+    ensure!(
+        d.iall_gather(y.clone(), vec![T::default(); 1]).is_err(),
+        "iall_gather accepted bad lengths"
+    );
+    rep.checks += 5;
+    Ok(())
+}
+
+fn nonblocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+    let (r, n) = (d.rank(), d.size());
+    let len = 4099;
+    let ar = d.iall_reduce(fill::<T>(len, |i| int_val(r, i)), ReduceOp::Avg)?;
+    let b = 333;
+    let rs = d.ireduce_scatter(
+        fill::<T>(b * n, |j| int_val(r, j)),
+        vec![T::default(); b],
+        ReduceOp::Sum,
+    )?;
+    let ag = d.iall_gather(fill::<T>(b, |i| int_val(r, i)), vec![T::default(); b * n])?;
+    let root = n - 1;
+    let bc = d.ibroadcast(
+        fill::<T>(13, |i| if r == root { int_val(root, i) } else { 99.0 }),
+        root,
+    )?;
+    let zero = d.iall_reduce(Vec::<T>::new(), ReduceOp::Sum)?;
+    let bar = d.ibarrier()?;
+    // Complete in an order different from the start order.
+    bar.wait();
+    let (out, other) = bc.wait();
+    ensure!(other.is_empty(), "ibroadcast returned a second buffer");
+    rep.expect(d, "ibroadcast", &out, |i| T::from_f32(int_val(root, i)))?;
+    let (out, send) = ag.wait();
+    rep.expect(d, "iall_gather", &out, |j| {
+        T::from_f32(int_val(j / b, j % b))
+    })?;
+    rep.expect(d, "iall_gather returned send", &send, |i| {
+        T::from_f32(int_val(r, i))
+    })?;
+    let (out, send) = rs.wait();
+    rep.expect(d, "ireduce_scatter", &out, |i| {
+        T::from_f32(int_sum(n, r * b + i))
+    })?;
+    ensure!(
+        send.len() == b * n,
+        "ireduce_scatter did not return its send buffer"
+    );
+    let (out, _) = ar.wait();
+    rep.expect(d, "iall_reduce avg", &out, |i| {
+        T::from_f32(int_sum(n, i) / n as f32)
+    })?;
+    let (out, _) = zero.wait();
+    ensure!(out.is_empty(), "zero-length iall_reduce returned data");
+    // Dropping an unfinished request waits for it instead of freeing memory under MPI.
+    drop(d.iall_reduce(fill::<T>(1 << 16, |i| int_val(r, i)), ReduceOp::Sum)?);
+    rep.checks += 2;
+    Ok(())
+}
+
+/// A large all-reduce completes while this rank computes, calling `test()` between chunks.
+fn overlap(d: &Dist, rep: &mut Report) -> Result<()> {
+    let (r, n) = (d.rank(), d.size());
+    let len = 1 << 20;
+    let mut p = d.iall_reduce(fill::<f32>(len, |i| int_val(r, i)), ReduceOp::Sum)?;
+    let (mut acc, mut chunks) = (0f64, 0usize);
+    loop {
+        for k in 0..20_000 {
+            acc = (acc + k as f64).sqrt(); // stand-in compute
+        }
+        chunks += 1;
+        rep.test_calls += 1;
+        if p.test() {
+            break;
+        }
+        ensure!(chunks < 10_000_000, "rank {r}: iall_reduce never completed");
+    }
+    ensure!(acc.is_finite() && chunks > 0, "compute loop did not run");
+    let (out, _) = p.wait();
+    rep.expect(d, "iall_reduce during compute", &out, |i| int_sum(n, i))
+}
+
+/// Half sums (n-1 additions, each rounding once to T with unit roundoff u) must be within
+/// gamma_{n-1} * sum|x_r| of the exact sum, gamma_k = k*u / (1 - k*u) (Higham, Accuracy
+/// and Stability of Numerical Algorithms, 2nd ed., eq. 4.4), for any addition order. The
+/// f32 reduction of the same half inputs is exact: at most 4 values in [1, 2) with at most
+/// 11 significant bits need at most 14 bits.
+fn half_rounding<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+    let (r, n) = (d.rank(), d.size());
+    let len = 4099;
+    let mut buf: Vec<T> = (0..len).map(|i| frac_val::<T>(r, i)).collect();
+    let mut wide = vec![0f32; len];
+    d.all_reduce_into_f32(&buf, &mut wide, ReduceOp::Sum)?;
+    d.all_reduce(&mut buf, ReduceOp::Sum)?;
+    let k = (n - 1) as f64;
+    let u = T::DTYPE.unit_roundoff();
+    let gamma = k * u / (1.0 - k * u);
+    for i in 0..len {
+        let xs: Vec<f64> = (0..n)
+            .map(|q| frac_val::<T>(q, i).to_f32() as f64)
+            .collect();
+        let exact: f64 = xs.iter().sum();
+        let bound = gamma * xs.iter().map(|x| x.abs()).sum::<f64>();
+        let err = (buf[i].to_f32() as f64 - exact).abs();
+        ensure!(
+            err <= bound,
+            "rank {r}: {} sum at {i}: {} vs exact {exact}, error {err} > bound {bound}",
+            T::DTYPE.name(),
+            buf[i].to_f32()
+        );
+        ensure!(
+            wide[i] as f64 == exact,
+            "rank {r}: f32 reduction of {} data at {i} not exact",
+            T::DTYPE.name()
+        );
+        if bound > 0.0 {
+            rep.worst_half_error_vs_bound = rep.worst_half_error_vs_bound.max(err / bound);
+        }
+    }
+    rep.checks += 2;
+    rep.elements += 2 * len;
+    Ok(())
+}
+
+/// A host Vec posing as a device buffer; `offer_ptr` exercises the direct path when
+/// CUDA-aware is on (the pointer is host memory, which any MPI accepts).
+struct FakeDevice<T> {
+    data: Vec<T>,
+    offer_ptr: bool,
+}
+
+impl<T: Elem> DeviceBuf<T> for FakeDevice<T> {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+    fn device_ptr(&mut self) -> Option<*mut T> {
+        self.offer_ptr.then(|| self.data.as_mut_ptr())
+    }
+    fn copy_to_host(&self, dst: &mut [T]) -> Result<()> {
+        ensure!(
+            dst.len() == self.data.len(),
+            "copy_to_host: length mismatch"
+        );
+        dst.copy_from_slice(&self.data);
+        Ok(())
+    }
+    fn copy_from_host(&mut self, src: &[T]) -> Result<()> {
+        ensure!(
+            src.len() == self.data.len(),
+            "copy_from_host: length mismatch"
+        );
+        self.data.copy_from_slice(src);
+        Ok(())
+    }
+    fn scale(&mut self, factor: f32) -> Result<()> {
+        self.data
+            .iter_mut()
+            .for_each(|x| *x = T::from_f32(x.to_f32() * factor));
+        Ok(())
+    }
+}
+
+fn device<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+    let (r, n) = (d.rank(), d.size());
+    let mut staging = Vec::new();
+    for offer_ptr in [false, true] {
+        let dev = |data: Vec<T>| FakeDevice { data, offer_ptr };
+        let mut buf = dev(fill(13, |i| int_val(r, i)));
+        d.all_reduce_device(&mut buf, &mut staging, ReduceOp::Sum)?;
+        rep.expect(d, "all_reduce_device", &buf.data, |i| {
+            T::from_f32(int_sum(n, i))
+        })?;
+        let b = 7;
+        let mut send = dev(fill(b * n, |j| int_val(r, j)));
+        let mut recv = dev(vec![T::default(); b]);
+        d.reduce_scatter_device(&mut send, &mut recv, &mut staging, ReduceOp::Sum)?;
+        rep.expect(d, "reduce_scatter_device", &recv.data, |i| {
+            T::from_f32(int_sum(n, r * b + i))
+        })?;
+        let mut send = dev(fill(b, |i| int_val(r, i)));
+        let mut recv = dev(vec![T::default(); b * n]);
+        d.all_gather_device(&mut send, &mut recv, &mut staging)?;
+        rep.expect(d, "all_gather_device", &recv.data, |j| {
+            T::from_f32(int_val(j / b, j % b))
+        })?;
+        let mut buf = dev(fill(5, |i| if r == 0 { int_val(0, i) } else { 99.0 }));
+        d.broadcast_device(&mut buf, 0, &mut staging)?;
+        rep.expect(d, "broadcast_device", &buf.data, |i| {
+            T::from_f32(int_val(0, i))
+        })?;
+    }
+    Ok(())
+}
+
+fn all_for<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+    blocking::<T>(d, rep)?;
+    refusals::<T>(d, rep)?;
+    nonblocking::<T>(d, rep)?;
+    device::<T>(d, rep)?;
+    if T::DTYPE != DType::F32 {
+        half_rounding::<T>(d, rep)?;
+    }
+    Ok(())
+}
+
+/// Runs the whole sweep on every rank; returns this rank's report after a final barrier
+/// (so a report on rank 0 means every rank passed).
+pub fn run(d: &Dist) -> Result<Report> {
+    let mut rep = Report::default();
+    all_for::<f32>(d, &mut rep)?;
+    all_for::<bf16>(d, &mut rep)?;
+    all_for::<f16>(d, &mut rep)?;
+    overlap(d, &mut rep)?;
+    let n = d.size() as f64;
+    let sum = d.all_reduce_f64(d.rank() as f64 + 1.0, ScalarOp::Sum);
+    let max = d.all_reduce_f64(d.rank() as f64 + 1.0, ScalarOp::Max);
+    if sum != n * (n + 1.0) / 2.0 || max != n {
+        bail!(
+            "rank {}: all_reduce_f64 gave sum {sum}, max {max}",
+            d.rank()
+        );
+    }
+    rep.checks += 2;
+    d.barrier()?;
+    Ok(rep)
+}
