@@ -11,6 +11,7 @@ have_pc() { have_cmd pkg-config && pkg-config --exists "$1" 2>/dev/null; }
 have_cmd pkg-config || need_pkgs+=(pkg-config)
 { have_cmd mpirun && have_cmd mpicc; } || need_pkgs+=(openmpi-bin libopenmpi-dev)
 { have_pc hdf5 || [ -e /usr/include/hdf5/serial/hdf5.h ] || [ -n "${HDF5_DIR:-}" ]; } || need_pkgs+=(libhdf5-dev)
+{ ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so ' || [ -n "${OPENBLAS_DIR:-}" ]; } || need_pkgs+=(libopenblas-dev)
 { ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || [ -n "${LIBCLANG_PATH:-}" ]; } || need_pkgs+=(libclang-dev)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -22,7 +23,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   else
     echo "ensure-deps: missing system packages: ${need_pkgs[*]}" >&2
     echo "  on Debian/Ubuntu: sudo apt-get install ${need_pkgs[*]}" >&2
-    echo "  on a cluster, load the modules instead, e.g.: module load openmpi hdf5 llvm" >&2
+    echo "  on a cluster, load the modules instead, e.g.: module load openmpi hdf5 openblas llvm" >&2
     exit 1
   fi
 fi

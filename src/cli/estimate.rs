@@ -39,7 +39,10 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
             cfg.precision.dtype.name(),
             cfg.train.optimizer
         );
-        println!("{:<6} {:>14} {:>14} {:>14} {:>14}", "stage", "params", "grads", "optimizer", "total");
+        println!(
+            "{:<6} {:>14} {:>14} {:>14} {:>14}",
+            "stage", "params", "grads", "optimizer", "total"
+        );
     }
     for stage in 0..=3u8 {
         let plan = StagePlan {
@@ -57,7 +60,14 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
                     "optimizer": m.optimizer, "total": total, "psi": layout.numel(), "padded": layout.padded()})
             );
         } else {
-            println!("{:<6} {:>14} {:>14} {:>14} {:>14}", stage, mib(m.params), mib(m.grads), mib(m.optimizer), mib(total));
+            println!(
+                "{:<6} {:>14} {:>14} {:>14} {:>14}",
+                stage,
+                mib(m.params),
+                mib(m.grads),
+                mib(m.optimizer),
+                mib(total)
+            );
         }
     }
     Ok(())

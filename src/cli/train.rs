@@ -9,7 +9,9 @@ use crate::config::{Config, DataSource, ModelKind};
 use crate::data::{open_source, BatchSource, LoaderSpec, Split};
 use crate::device::Cpu;
 use crate::dist::{abort_on_error, Dist, ScalarOp};
-use crate::metrics::{summary_table, CommCounter, MemCounter, MetricsWriter, PhaseTimes, StepRecord};
+use crate::metrics::{
+    summary_table, CommCounter, MemCounter, MetricsWriter, PhaseTimes, StepRecord,
+};
 use crate::model::build_model;
 use crate::zero::{Engine, StepOutcome};
 use clap::Args;
@@ -29,9 +31,17 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let loaded = Config::load(args.config.as_deref(), &args.set);
-    let cuda_aware = loaded.as_ref().map(|c| c.system.cuda_aware.clone()).unwrap_or_else(|_| "auto".into());
+    let cuda_aware = loaded
+        .as_ref()
+        .map(|c| c.system.cuda_aware.clone())
+        .unwrap_or_else(|_| "auto".into());
     let dist = Dist::init(&cuda_aware)?;
-    let cfg = agree_on_config(&dist, loaded.and_then(|c| c.validate(dist.size()).map(|_| c)).map_err(anyhow::Error::from))?;
+    let cfg = agree_on_config(
+        &dist,
+        loaded
+            .and_then(|c| c.validate(dist.size()).map(|_| c))
+            .map_err(anyhow::Error::from),
+    )?;
     if let Err(e) = train(&dist, &cfg) {
         abort_on_error(&dist, &e);
     }
@@ -45,7 +55,10 @@ fn agree_on_config(dist: &Dist, local: anyhow::Result<Config>) -> anyhow::Result
     let failed = dist.all_reduce_f64(if local.is_err() { 1.0 } else { 0.0 }, ScalarOp::Sum);
     match local {
         Err(e) => Err(e.context(format!("rank {}", dist.rank()))),
-        Ok(_) if failed > 0.0 => anyhow::bail!("rank {}: another rank rejected the configuration", dist.rank()),
+        Ok(_) if failed > 0.0 => anyhow::bail!(
+            "rank {}: another rank rejected the configuration",
+            dist.rank()
+        ),
         Ok(c) => Ok(c),
     }
 }
@@ -85,7 +98,11 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
         print_summary(dist, cfg, &engine);
     }
     let per_step = cfg.global_batch(dist.size());
-    let tokens_per_sample = if cfg.model.kind == ModelKind::Gpt { cfg.model.ctx } else { 1 };
+    let tokens_per_sample = if cfg.model.kind == ModelKind::Gpt {
+        cfg.model.ctx
+    } else {
+        1
+    };
     let mut last = None;
     for step in 0..cfg.train.steps {
         let lr = crate::optim::lr_at(&cfg.train, step);
@@ -96,12 +113,26 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
         let data_wait_ms = train_data.wait_ms() - wait0;
         let is_last = step + 1 == cfg.train.steps;
         let val_loss = match val_data.as_mut() {
-            Some(v) if (step + 1) % cfg.train.eval_every == 0 || is_last => Some(evaluate(&mut engine, v.as_mut(), cfg.train.eval_batches)?),
+            Some(v) if (step + 1) % cfg.train.eval_every == 0 || is_last => {
+                Some(evaluate(&mut engine, v.as_mut(), cfg.train.eval_batches)?)
+            }
             _ => None,
         };
-        let logged = (step + 1) % cfg.log.every.max(1) == 0 || is_last || step == 0 || val_loss.is_some();
+        let logged =
+            (step + 1) % cfg.log.every.max(1) == 0 || is_last || step == 0 || val_loss.is_some();
         if logged {
-            let rec = record(dist, &engine, step, lr, &out, step_ms, data_wait_ms, val_loss, per_step, tokens_per_sample);
+            let rec = record(
+                dist,
+                &engine,
+                step,
+                lr,
+                &out,
+                step_ms,
+                data_wait_ms,
+                val_loss,
+                per_step,
+                tokens_per_sample,
+            );
             if let Some(w) = metrics.as_mut() {
                 w.write(&rec)?;
             }
@@ -112,14 +143,21 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
         }
     }
     if let (true, Some(rec)) = (dist.is_root(), last) {
-        let val = rec.val_loss.map(|v| format!(" val_loss {v:.4}")).unwrap_or_default();
+        let val = rec
+            .val_loss
+            .map(|v| format!(" val_loss {v:.4}"))
+            .unwrap_or_default();
         println!("final: step {} loss {:.4}{val}", rec.step, rec.loss);
     }
     Ok(())
 }
 
 /// Mean validation loss over `batches` batches, averaged over ranks.
-fn evaluate<B: crate::device::Backend>(engine: &mut Engine<'_, B>, data: &mut dyn BatchSource, batches: usize) -> anyhow::Result<f64> {
+fn evaluate<B: crate::device::Backend>(
+    engine: &mut Engine<'_, B>,
+    data: &mut dyn BatchSource,
+    batches: usize,
+) -> anyhow::Result<f64> {
     let mut sum = 0.0;
     for _ in 0..batches {
         let batch = data.next_batch()?;
@@ -151,7 +189,9 @@ fn record<B: crate::device::Backend>(
     mem.bucket_peak = t.bucket_peak as u64;
     mem.refresh_rss();
     // Memory and times: maximum over ranks.
-    let mem_arr = mem.to_array().map(|x| dist.all_reduce_f64(x as f64, ScalarOp::Max) as u64);
+    let mem_arr = mem
+        .to_array()
+        .map(|x| dist.all_reduce_f64(x as f64, ScalarOp::Max) as u64);
     let times = PhaseTimes {
         compute_ms: out.compute_ms,
         optimizer_ms: out.optimizer_ms,
@@ -159,8 +199,18 @@ fn record<B: crate::device::Backend>(
         comm_exposed_ms: out.comm.exposed_ms,
         data_wait_ms,
     };
-    let times = PhaseTimes::from_array(times.to_array().map(|x| dist.all_reduce_f64(x, ScalarOp::Max)));
-    let comm = CommCounter::from_array([out.comm.allreduce as u64, out.comm.reduce_scatter as u64, out.comm.allgather as u64, 0, out.comm.volume as u64]);
+    let times = PhaseTimes::from_array(
+        times
+            .to_array()
+            .map(|x| dist.all_reduce_f64(x, ScalarOp::Max)),
+    );
+    let comm = CommCounter::from_array([
+        out.comm.allreduce as u64,
+        out.comm.reduce_scatter as u64,
+        out.comm.allgather as u64,
+        0,
+        out.comm.volume as u64,
+    ]);
     let rate = per_step as f64 / (step_ms / 1e3);
     StepRecord {
         step: step as u64 + 1,
@@ -186,7 +236,10 @@ fn log_step(rec: &StepRecord, steps: usize) {
         .map(|r| format!("{r:.0} tok/s"))
         .or(rec.samples_per_s.map(|r| format!("{r:.0} samples/s")))
         .unwrap_or_default();
-    let val = rec.val_loss.map(|v| format!(" val_loss {v:.4}")).unwrap_or_default();
+    let val = rec
+        .val_loss
+        .map(|v| format!(" val_loss {v:.4}"))
+        .unwrap_or_default();
     log::info!(
         "step {}/{} loss {:.4}{val} lr {:.2e} grad_norm {:.3} {:.1} ms {rate}",
         rec.step,
@@ -206,14 +259,51 @@ fn print_summary<B: crate::device::Backend>(dist: &Dist, cfg: &Config, engine: &
         DataSource::Hdf5 => format!("{} ({:?})", cfg.data.path, cfg.data.sampling),
     };
     let rows = [
-        ("world", format!("{} ranks ({} on this node)", dist.size(), dist.local_size())),
+        (
+            "world",
+            format!("{} ranks ({} on this node)", dist.size(), dist.local_size()),
+        ),
         ("zero stage", cfg.zero.stage.to_string()),
-        ("dtype", format!("{} (reduce {})", cfg.precision.dtype.name(), cfg.precision.reduce().name())),
-        ("model", format!("{:?}, {} parameters", cfg.model.kind, engine.layout.numel())),
-        ("per-rank memory", format!("params {} + grads {} + optimizer {}", mib(m.params), mib(m.grads), mib(m.optimizer))),
-        ("batch", format!("{} per rank x {} accum x {} ranks = {}", cfg.train.micro_batch, cfg.train.grad_accum, dist.size(), cfg.global_batch(dist.size()))),
+        (
+            "dtype",
+            format!(
+                "{} (reduce {})",
+                cfg.precision.dtype.name(),
+                cfg.precision.reduce().name()
+            ),
+        ),
+        (
+            "model",
+            format!("{:?}, {} parameters", cfg.model.kind, engine.layout.numel()),
+        ),
+        (
+            "per-rank memory",
+            format!(
+                "params {} + grads {} + optimizer {}",
+                mib(m.params),
+                mib(m.grads),
+                mib(m.optimizer)
+            ),
+        ),
+        (
+            "batch",
+            format!(
+                "{} per rank x {} accum x {} ranks = {}",
+                cfg.train.micro_batch,
+                cfg.train.grad_accum,
+                dist.size(),
+                cfg.global_batch(dist.size())
+            ),
+        ),
         ("data", data),
-        ("checkpoint", if cfg.checkpoint.dir.is_empty() { "off".into() } else { cfg.checkpoint.dir.clone() }),
+        (
+            "checkpoint",
+            if cfg.checkpoint.dir.is_empty() {
+                "off".into()
+            } else {
+                cfg.checkpoint.dir.clone()
+            },
+        ),
     ];
     println!("{}", summary_table(&rows));
 }

@@ -2,7 +2,7 @@
 //! added to the step's volume, time in flight to `comm_ms` and time spent waiting to
 //! `exposed_ms`.
 use super::Store;
-use crate::dist::{Dist, Pending, ReduceOp};
+use crate::dist::{Dist, Pending, ReduceOp, ScalarOp};
 use half::{bf16, f16};
 use serde::Serialize;
 use std::time::Instant;
@@ -83,15 +83,15 @@ impl InFlight {
         let waited = Instant::now();
         let (a, b) = match self.op {
             Typed::F32(p) => {
-                let (a, b) = p.wait()?;
+                let (a, b) = p.wait();
                 (Store::F32(a), Store::F32(b))
             }
             Typed::Bf16(p) => {
-                let (a, b) = p.wait()?;
+                let (a, b) = p.wait();
                 (Store::Bf16(a), Store::Bf16(b))
             }
             Typed::F16(p) => {
-                let (a, b) = p.wait()?;
+                let (a, b) = p.wait();
                 (Store::F16(a), Store::F16(b))
             }
         };
@@ -121,11 +121,18 @@ pub fn iall_reduce(dist: &Dist, buf: Store, stats: &mut CommStats) -> anyhow::Re
 }
 
 /// Starts a sum reduce-scatter of `send` (world equal blocks) into `recv`.
-pub fn ireduce_scatter(dist: &Dist, send: Store, recv: Store, stats: &mut CommStats) -> anyhow::Result<InFlight> {
+pub fn ireduce_scatter(
+    dist: &Dist,
+    send: Store,
+    recv: Store,
+    stats: &mut CommStats,
+) -> anyhow::Result<InFlight> {
     stats.add_reduce_scatter(send.len());
     let op = match (send, recv) {
         (Store::F32(s), Store::F32(r)) => Typed::F32(dist.ireduce_scatter(s, r, ReduceOp::Sum)?),
-        (Store::Bf16(s), Store::Bf16(r)) => Typed::Bf16(dist.ireduce_scatter(s, r, ReduceOp::Sum)?),
+        (Store::Bf16(s), Store::Bf16(r)) => {
+            Typed::Bf16(dist.ireduce_scatter(s, r, ReduceOp::Sum)?)
+        }
         (Store::F16(s), Store::F16(r)) => Typed::F16(dist.ireduce_scatter(s, r, ReduceOp::Sum)?),
         _ => return Err(dtype_mismatch()),
     };
@@ -133,7 +140,12 @@ pub fn ireduce_scatter(dist: &Dist, send: Store, recv: Store, stats: &mut CommSt
 }
 
 /// Starts an all-gather of `send` (this rank's block) into `recv` (world blocks).
-pub fn iall_gather(dist: &Dist, send: Store, recv: Store, stats: &mut CommStats) -> anyhow::Result<InFlight> {
+pub fn iall_gather(
+    dist: &Dist,
+    send: Store,
+    recv: Store,
+    stats: &mut CommStats,
+) -> anyhow::Result<InFlight> {
     stats.add_allgather(recv.len());
     let op = match (send, recv) {
         (Store::F32(s), Store::F32(r)) => Typed::F32(dist.iall_gather(s, r)?),
@@ -145,7 +157,12 @@ pub fn iall_gather(dist: &Dist, send: Store, recv: Store, stats: &mut CommStats)
 }
 
 /// Blocking all-gather of `send` into `recv`.
-pub fn all_gather(dist: &Dist, send: &Store, recv: &mut Store, stats: &mut CommStats) -> anyhow::Result<()> {
+pub fn all_gather(
+    dist: &Dist,
+    send: &Store,
+    recv: &mut Store,
+    stats: &mut CommStats,
+) -> anyhow::Result<()> {
     let t = Instant::now();
     stats.add_allgather(recv.len());
     match (send, recv) {
@@ -159,7 +176,12 @@ pub fn all_gather(dist: &Dist, send: &Store, recv: &mut Store, stats: &mut CommS
 }
 
 /// Blocking all-gather of f32 data straight into a host slice (zero-copy on CPU).
-pub fn all_gather_f32(dist: &Dist, send: &[f32], recv: &mut [f32], stats: &mut CommStats) -> anyhow::Result<()> {
+pub fn all_gather_f32(
+    dist: &Dist,
+    send: &[f32],
+    recv: &mut [f32],
+    stats: &mut CommStats,
+) -> anyhow::Result<()> {
     let t = Instant::now();
     stats.add_allgather(recv.len());
     dist.all_gather(send, recv)?;
@@ -170,7 +192,7 @@ pub fn all_gather_f32(dist: &Dist, send: &[f32], recv: &mut [f32], stats: &mut C
 /// Blocking sum of one scalar over all ranks (grad-norm partials, overflow flags).
 pub fn sum_scalar(dist: &Dist, x: f64, stats: &mut CommStats) -> anyhow::Result<f64> {
     let t = Instant::now();
-    let s = dist.all_reduce_f64(x, ReduceOp::Sum)?;
+    let s = dist.all_reduce_f64(x, ScalarOp::Sum);
     stats.blocking(t);
     Ok(s)
 }

@@ -110,7 +110,12 @@ pub(super) const MAX_BUCKETS_IN_FLIGHT: usize = 2;
 
 impl<'d, B: Backend> Engine<'d, B> {
     /// Builds the states of `model` for this rank, initialised from `cfg.train.seed`.
-    pub fn new(dist: &'d Dist, backend: Arc<B>, model: Box<dyn Model<B>>, cfg: &Config) -> anyhow::Result<Self> {
+    pub fn new(
+        dist: &'d Dist,
+        backend: Arc<B>,
+        model: Box<dyn Model<B>>,
+        cfg: &Config,
+    ) -> anyhow::Result<Self> {
         let world = dist.size();
         let rank = dist.rank();
         let specs: Vec<UnitSpec> = model.units().to_vec();
@@ -152,7 +157,7 @@ impl<'d, B: Backend> Engine<'d, B> {
             master: Vec::with_capacity(n_units),
             optimizer: build_optimizer(&cfg.train, 0),
             opt_offsets: Vec::with_capacity(n_units),
-            scaler: LossScaler::new(&cfg.precision),
+            scaler: LossScaler::disabled(),
             pwork: (0..n_units).map(|_| None).collect(),
             pfree: Vec::new(),
             gwork: (0..n_units).map(|_| None).collect(),
@@ -172,8 +177,8 @@ impl<'d, B: Backend> Engine<'d, B> {
             clip_max: (cfg.train.clip_grad > 0.0).then_some(cfg.train.clip_grad),
             step: 0,
         };
-        if engine.plan.dtype != DType::Fp16 {
-            engine.scaler = LossScaler::disabled();
+        if engine.plan.dtype == DType::Fp16 {
+            engine.scaler = LossScaler::from_config(&cfg.precision)?;
         }
         engine.allocate_states(cfg.train.seed)?;
         Ok(engine)
@@ -247,7 +252,8 @@ impl<'d, B: Backend> Engine<'d, B> {
         super::MemPlan {
             params: self.params.iter().map(home_bytes).sum(),
             grads: self.grads.iter().map(home_bytes).sum(),
-            optimizer: self.master.iter().map(|m| m.len() * 4).sum::<usize>() + self.optimizer.state_bytes(),
+            optimizer: self.master.iter().map(|m| m.len() * 4).sum::<usize>()
+                + self.optimizer.state_bytes(),
         }
     }
 
@@ -260,7 +266,11 @@ impl<'d, B: Backend> Engine<'d, B> {
     }
 
     /// Runs `grad_accum` micro-batches from `next_batch` and one optimizer step at `lr`.
-    pub fn train_step(&mut self, next_batch: &mut dyn FnMut() -> anyhow::Result<Batch>, lr: f64) -> anyhow::Result<StepOutcome> {
+    pub fn train_step(
+        &mut self,
+        next_batch: &mut dyn FnMut() -> anyhow::Result<Batch>,
+        lr: f64,
+    ) -> anyhow::Result<StepOutcome> {
         self.stats = CommStats::default();
         let accum = self.plan.grad_accum;
         let world = self.layout.world;
@@ -281,7 +291,8 @@ impl<'d, B: Backend> Engine<'d, B> {
         let compute_ms = t0.elapsed().as_secs_f64() * 1e3 - self.stats.exposed_ms;
         let t1 = Instant::now();
         let (grad_norm, skipped) = self.optimizer_step(lr)?;
-        let loss = comm::sum_scalar(self.dist, loss_sum / accum as f64, &mut self.stats)? / world as f64;
+        let loss =
+            comm::sum_scalar(self.dist, loss_sum / accum as f64, &mut self.stats)? / world as f64;
         Ok(StepOutcome {
             loss,
             grad_norm,
@@ -398,10 +409,16 @@ impl<'d, B: Backend> Engine<'d, B> {
         }
         self.scaler.update(false)?;
         let grad_norm = sumsq.sqrt() / scale;
-        let clip = self.clip_max.map(|m| clip_coef(grad_norm, m)).unwrap_or(1.0);
+        let clip = self
+            .clip_max
+            .map(|m| clip_coef(grad_norm, m))
+            .unwrap_or(1.0);
         let mult = (clip as f64 / scale) as f32;
         self.step += 1;
-        let hp = StepHyper { lr: lr as f32, step: self.step };
+        let hp = StepHyper {
+            lr: lr as f32,
+            step: self.step,
+        };
         for u in 0..self.specs.len() {
             self.update_unit(u, mult, &hp)?;
         }
@@ -416,7 +433,11 @@ fn build_optimizer_for<B: Backend>(engine: &Engine<'_, B>, len: usize) -> Box<dy
 }
 
 /// The f32 device buffer holding unit `u`'s parameters for compute.
-pub(super) fn param_ref<'a, B: Backend>(params: &'a [Home<B>], pwork: &'a [Option<B::Buf>], u: usize) -> anyhow::Result<&'a B::Buf> {
+pub(super) fn param_ref<'a, B: Backend>(
+    params: &'a [Home<B>],
+    pwork: &'a [Option<B::Buf>],
+    u: usize,
+) -> anyhow::Result<&'a B::Buf> {
     match (&params[u], &pwork[u]) {
         (Home::Device(b), _) => Ok(b),
         (_, Some(b)) => Ok(b),
@@ -425,7 +446,11 @@ pub(super) fn param_ref<'a, B: Backend>(params: &'a [Home<B>], pwork: &'a [Optio
 }
 
 /// The f32 device buffer backward accumulates unit `u`'s gradients into.
-fn grad_mut<'a, B: Backend>(grads: &'a mut [Home<B>], gwork: &'a mut [Option<B::Buf>], u: usize) -> anyhow::Result<&'a mut B::Buf> {
+fn grad_mut<'a, B: Backend>(
+    grads: &'a mut [Home<B>],
+    gwork: &'a mut [Option<B::Buf>],
+    u: usize,
+) -> anyhow::Result<&'a mut B::Buf> {
     match (&mut grads[u], &mut gwork[u]) {
         (Home::Device(b), _) => Ok(b),
         (_, Some(b)) => Ok(b),
@@ -434,7 +459,12 @@ fn grad_mut<'a, B: Backend>(grads: &'a mut [Home<B>], gwork: &'a mut [Option<B::
 }
 
 /// Gradient buffers of two different units at once (a unit and the tied root).
-fn two_grad_muts<'a, B: Backend>(grads: &'a mut [Home<B>], gwork: &'a mut [Option<B::Buf>], u: usize, r: usize) -> anyhow::Result<(&'a mut B::Buf, &'a mut B::Buf)> {
+fn two_grad_muts<'a, B: Backend>(
+    grads: &'a mut [Home<B>],
+    gwork: &'a mut [Option<B::Buf>],
+    u: usize,
+    r: usize,
+) -> anyhow::Result<(&'a mut B::Buf, &'a mut B::Buf)> {
     debug_assert!(r < u);
     let (g_lo, g_hi) = grads.split_at_mut(u);
     let (w_lo, w_hi) = gwork.split_at_mut(u);

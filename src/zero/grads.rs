@@ -40,10 +40,9 @@ impl<B: Backend> Engine<'_, B> {
             // Replicated gradients in host storage accumulate every micro-batch.
             if let (Home::Host(home), Some(work)) = (&mut self.grads[u], &self.gwork[u]) {
                 let padded = self.layout.units[u].padded;
-                let view = self
-                    .backend
-                    .host(work)
-                    .ok_or_else(|| anyhow::anyhow!("backend {} has no host view", self.backend.name()))?;
+                let view = self.backend.host(work).ok_or_else(|| {
+                    anyhow::anyhow!("backend {} has no host view", self.backend.name())
+                })?;
                 home.add_f32(0, &view[..padded]);
             }
             self.release_grad_work(u);
@@ -60,17 +59,22 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     /// Copies `src_range` of unit `u`'s current gradients into `dst[at..]`.
-    fn pack_unit(&self, u: usize, range: Range<usize>, dst: &mut Store, at: usize) -> anyhow::Result<()> {
+    fn pack_unit(
+        &self,
+        u: usize,
+        range: Range<usize>,
+        dst: &mut Store,
+        at: usize,
+    ) -> anyhow::Result<()> {
         let device = match (&self.grads[u], &self.gwork[u]) {
             (_, Some(b)) | (Home::Device(b), None) => Some(b),
             _ => None,
         };
         match (device, &self.grads[u]) {
             (Some(b), _) => {
-                let view = self
-                    .backend
-                    .host(b)
-                    .ok_or_else(|| anyhow::anyhow!("backend {} has no host view", self.backend.name()))?;
+                let view = self.backend.host(b).ok_or_else(|| {
+                    anyhow::anyhow!("backend {} has no host view", self.backend.name())
+                })?;
                 dst.write_f32(at, &view[range]);
             }
             (None, Home::Host(s)) => dst.copy_from(at, s, range),
@@ -80,16 +84,34 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     fn take_send_recv(&mut self) -> anyhow::Result<(Store, Store)> {
-        if self.bucket_bufs.is_empty() && self.in_flight.len() >= super::engine::MAX_BUCKETS_IN_FLIGHT {
+        if self.bucket_bufs.is_empty()
+            && self.in_flight.len() >= super::engine::MAX_BUCKETS_IN_FLIGHT
+        {
             self.complete_oldest()?;
         }
         Ok(self.bucket_bufs.pop().unwrap_or_else(|| {
-            let max: usize = self.buckets.iter().map(|b| b.iter().map(|&u| self.layout.units[u].padded).sum::<usize>()).max().unwrap_or(0);
-            let recv_len = if self.plan.stage == 0 { 0 } else { max / self.layout.world };
+            let max: usize = self
+                .buckets
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .map(|&u| self.layout.units[u].padded)
+                        .sum::<usize>()
+                })
+                .max()
+                .unwrap_or(0);
+            let recv_len = if self.plan.stage == 0 {
+                0
+            } else {
+                max / self.layout.world
+            };
             let t = &mut self.transient;
             t.bucket_now += (max + recv_len) * self.reduce.bytes();
             t.bucket_peak = t.bucket_peak.max(t.bucket_now);
-            (Store::zeros(self.reduce, max), Store::zeros(self.reduce, recv_len))
+            (
+                Store::zeros(self.reduce, max),
+                Store::zeros(self.reduce, recv_len),
+            )
         }))
     }
 
@@ -154,7 +176,9 @@ impl<B: Backend> Engine<'_, B> {
                     let view = host_view_mut(self.backend.as_ref(), buf)?;
                     result.read_f32(at..at + n, &mut view[dst_start..dst_start + n]);
                 }
-                Home::Host(home) if self.plan.shards_grads() => home.add_from(dst_start, &result, at..at + n),
+                Home::Host(home) if self.plan.shards_grads() => {
+                    home.add_from(dst_start, &result, at..at + n)
+                }
                 Home::Host(home) => home.copy_from(dst_start, &result, at..at + n),
             }
             at += n;
@@ -213,10 +237,16 @@ impl<B: Backend> Engine<'_, B> {
 
     /// Unit `u`'s reduced gradients over its optimizer domain as f32 (borrowed when the
     /// home is f32, converted into `tmp` otherwise).
-    pub(super) fn grad_domain<'a>(&'a self, u: usize, tmp: &'a mut [f32]) -> anyhow::Result<&'a [f32]> {
+    pub(super) fn grad_domain<'a>(
+        &'a self,
+        u: usize,
+        tmp: &'a mut [f32],
+    ) -> anyhow::Result<&'a [f32]> {
         let range = self.home_range(u);
         Ok(match &self.grads[u] {
-            Home::Device(b) => &self.backend.host(b).ok_or_else(|| anyhow::anyhow!("backend {} has no host view", self.backend.name()))?[range],
+            Home::Device(b) => &self.backend.host(b).ok_or_else(|| {
+                anyhow::anyhow!("backend {} has no host view", self.backend.name())
+            })?[range],
             Home::Host(Store::F32(v)) => &v[range],
             Home::Host(s) => {
                 let n = range.len();

@@ -102,7 +102,10 @@ mod tests {
             let l = Layout::new(&units, world);
             for u in &l.units {
                 assert_eq!(u.padded % (world * ALIGN), 0);
-                assert!(u.padded >= u.numel && u.padded - u.numel < world * ALIGN.max(1) || u.numel == 0);
+                assert!(
+                    u.padded >= u.numel && u.padded - u.numel < world * ALIGN.max(1)
+                        || u.numel == 0
+                );
                 let covered: usize = (0..world).map(|r| u.valid_range(r).len()).sum();
                 assert_eq!(covered, u.numel);
             }

@@ -21,11 +21,17 @@ impl<B: Backend> Engine<'_, B> {
     /// A (send, receive) pair for an all-gather, sized for the largest unit.
     fn take_gather_bufs(&mut self) -> (Store, Store) {
         self.gather_bufs.pop().unwrap_or_else(|| {
-            let (shard, padded) = (self.layout.max_padded() / self.layout.world, self.layout.max_padded());
+            let (shard, padded) = (
+                self.layout.max_padded() / self.layout.world,
+                self.layout.max_padded(),
+            );
             let dtype = self.plan.dtype;
             // Counted as gathered memory for the rest of the run (reused every step).
             self.transient.gathered_now += (shard + padded) * dtype.bytes();
-            self.transient.gathered_peak = self.transient.gathered_peak.max(self.transient.gathered_now);
+            self.transient.gathered_peak = self
+                .transient
+                .gathered_peak
+                .max(self.transient.gathered_now);
             (Store::zeros(dtype, shard), Store::zeros(dtype, padded))
         })
     }
@@ -45,7 +51,11 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     fn wants_prefetch(&self, u: usize) -> bool {
-        self.plan.shards_params() && self.prefetch && u < self.specs.len() && self.pwork[u].is_none() && self.prefetched.is_none()
+        self.plan.shards_params()
+            && self.prefetch
+            && u < self.specs.len()
+            && self.pwork[u].is_none()
+            && self.prefetched.is_none()
     }
 
     /// Stage 3 with prefetch: start gathering unit `u` while the current unit computes.
@@ -78,10 +88,22 @@ impl<B: Backend> Engine<'_, B> {
                 }
             };
             let (recv, send) = op.wait(&mut self.stats)?;
-            write_device(self.backend.as_ref(), &mut buf, &recv, padded, &mut self.host_tmp);
+            write_device(
+                self.backend.as_ref(),
+                &mut buf,
+                &recv,
+                padded,
+                &mut self.host_tmp,
+            );
             self.gather_bufs.push((send, recv));
         } else if let Home::Host(full) = &self.params[u] {
-            write_device(self.backend.as_ref(), &mut buf, full, padded, &mut self.host_tmp);
+            write_device(
+                self.backend.as_ref(),
+                &mut buf,
+                full,
+                padded,
+                &mut self.host_tmp,
+            );
         }
         self.pwork[u] = Some(buf);
         Ok(())
@@ -108,7 +130,11 @@ impl<B: Backend> Engine<'_, B> {
             let domain = self.domain(u);
             let l = self.layout.units[u].clone();
             if self.plan.has_master() {
-                let start = if self.plan.shards_params() { 0 } else { domain.start };
+                let start = if self.plan.shards_params() {
+                    0
+                } else {
+                    domain.start
+                };
                 if let Home::Host(p) = &mut self.params[u] {
                     p.write_f32(start, &self.master[u]);
                 }
@@ -120,7 +146,12 @@ impl<B: Backend> Engine<'_, B> {
                 Home::Device(buf) => {
                     let full = host_view_mut(self.backend.as_ref(), buf)?;
                     self.host_tmp[..l.shard].copy_from_slice(&full[domain]);
-                    comm::all_gather_f32(self.dist, &self.host_tmp[..l.shard], &mut full[..l.padded], &mut self.stats)?;
+                    comm::all_gather_f32(
+                        self.dist,
+                        &self.host_tmp[..l.shard],
+                        &mut full[..l.padded],
+                        &mut self.stats,
+                    )?;
                 }
                 Home::Host(_) => {
                     let (mut send, recv) = self.take_gather_bufs();
@@ -139,14 +170,26 @@ impl<B: Backend> Engine<'_, B> {
 
 /// Mutable host view of a device buffer; backends without one are not supported yet by
 /// the engine's host-side collectives.
-pub(super) fn host_view_mut<'a, B: Backend>(backend: &B, buf: &'a mut B::Buf) -> anyhow::Result<&'a mut [f32]> {
-    backend
-        .host_mut(buf)
-        .ok_or_else(|| anyhow::anyhow!("backend {} has no host view: device-resident ZeRO collectives are not built yet", backend.name()))
+pub(super) fn host_view_mut<'a, B: Backend>(
+    backend: &B,
+    buf: &'a mut B::Buf,
+) -> anyhow::Result<&'a mut [f32]> {
+    backend.host_mut(buf).ok_or_else(|| {
+        anyhow::anyhow!(
+            "backend {} has no host view: device-resident ZeRO collectives are not built yet",
+            backend.name()
+        )
+    })
 }
 
 /// `buf[..n] = src[..n]` as f32 (zero-copy into the host view on CPU, staged otherwise).
-pub(super) fn write_device<B: Backend>(backend: &B, buf: &mut B::Buf, src: &Store, n: usize, tmp: &mut [f32]) {
+pub(super) fn write_device<B: Backend>(
+    backend: &B,
+    buf: &mut B::Buf,
+    src: &Store,
+    n: usize,
+    tmp: &mut [f32],
+) {
     match backend.host_mut(buf) {
         Some(view) => src.read_f32(0..n, &mut view[..n]),
         None => {

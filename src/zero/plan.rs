@@ -135,7 +135,13 @@ mod tests {
         let l = layout(4);
         let (psi, n) = (l.padded(), 4);
         let mem = |stage, dtype| {
-            let m = StagePlan { stage, dtype, states: 2, grad_accum: 1 }.memory(&l);
+            let m = StagePlan {
+                stage,
+                dtype,
+                states: 2,
+                grad_accum: 1,
+            }
+            .memory(&l);
             m.params + m.grads + m.optimizer
         };
         assert_eq!(mem(0, DType::Fp32), 16 * psi);

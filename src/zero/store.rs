@@ -61,25 +61,46 @@ impl Store {
         let end = start + src.len();
         match self {
             Store::F32(v) => v[start..end].copy_from_slice(src),
-            Store::Bf16(v) => v[start..end].iter_mut().zip(src).for_each(|(d, s)| *d = bf16::from_f32(*s)),
-            Store::F16(v) => v[start..end].iter_mut().zip(src).for_each(|(d, s)| *d = f16::from_f32(*s)),
+            Store::Bf16(v) => v[start..end]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, s)| *d = bf16::from_f32(*s)),
+            Store::F16(v) => v[start..end]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, s)| *d = f16::from_f32(*s)),
         }
     }
     /// `self[start + i] += src[i]` (the sum rounded once to the dtype).
     pub fn add_f32(&mut self, start: usize, src: &[f32]) {
         let end = start + src.len();
         match self {
-            Store::F32(v) => v[start..end].iter_mut().zip(src).for_each(|(d, s)| *d += *s),
-            Store::Bf16(v) => v[start..end].iter_mut().zip(src).for_each(|(d, s)| *d = bf16::from_f32(d.to_f32() + *s)),
-            Store::F16(v) => v[start..end].iter_mut().zip(src).for_each(|(d, s)| *d = f16::from_f32(d.to_f32() + *s)),
+            Store::F32(v) => v[start..end]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, s)| *d += *s),
+            Store::Bf16(v) => v[start..end]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, s)| *d = bf16::from_f32(d.to_f32() + *s)),
+            Store::F16(v) => v[start..end]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, s)| *d = f16::from_f32(d.to_f32() + *s)),
         }
     }
     /// Copies `src[range]` of another store (any dtype) to `self[start..]`.
     pub fn copy_from(&mut self, start: usize, src: &Store, range: Range<usize>) {
         match (self, src) {
-            (Store::F32(d), Store::F32(s)) => d[start..start + range.len()].copy_from_slice(&s[range]),
-            (Store::Bf16(d), Store::Bf16(s)) => d[start..start + range.len()].copy_from_slice(&s[range]),
-            (Store::F16(d), Store::F16(s)) => d[start..start + range.len()].copy_from_slice(&s[range]),
+            (Store::F32(d), Store::F32(s)) => {
+                d[start..start + range.len()].copy_from_slice(&s[range])
+            }
+            (Store::Bf16(d), Store::Bf16(s)) => {
+                d[start..start + range.len()].copy_from_slice(&s[range])
+            }
+            (Store::F16(d), Store::F16(s)) => {
+                d[start..start + range.len()].copy_from_slice(&s[range])
+            }
             (d, s) => {
                 // Mixed dtypes go through f32 in small chunks (no allocation beyond one chunk).
                 let mut tmp = [0f32; 256];

@@ -10,7 +10,12 @@ use crate::optim::StepHyper;
 impl<B: Backend> Engine<'_, B> {
     /// Updates unit `u`; `mult` turns the summed, loss-scaled gradients into clipped
     /// mean gradients.
-    pub(super) fn update_unit(&mut self, u: usize, mult: f32, hp: &StepHyper) -> anyhow::Result<()> {
+    pub(super) fn update_unit(
+        &mut self,
+        u: usize,
+        mult: f32,
+        hp: &StepHyper,
+    ) -> anyhow::Result<()> {
         let domain = self.domain(u);
         let shards_grads = self.plan.shards_grads();
         let n = domain.len();
@@ -33,7 +38,9 @@ impl<B: Backend> Engine<'_, B> {
             match &mut self.params[u] {
                 Home::Device(b) => &mut host_view_mut(backend, b)?[domain.clone()],
                 Home::Host(Store::F32(v)) => &mut v[..],
-                Home::Host(_) => anyhow::bail!("internal error: half parameters without master weights"),
+                Home::Host(_) => {
+                    anyhow::bail!("internal error: half parameters without master weights")
+                }
             }
         };
         for t in &self.specs[u].tensors {
@@ -44,7 +51,13 @@ impl<B: Backend> Engine<'_, B> {
                 continue;
             }
             let local = (start - domain.start)..(end - domain.start);
-            self.optimizer.update(self.opt_offsets[u] + local.start, &mut m[local.clone()], &g[local], t.decay, hp);
+            self.optimizer.update(
+                self.opt_offsets[u] + local.start,
+                &mut m[local.clone()],
+                &g[local],
+                t.decay,
+                hp,
+            );
         }
         Ok(())
     }
