@@ -49,7 +49,7 @@ impl Progress {
     /// Whether a step's line is logged in line mode: every `every` steps, the first and
     /// last step, evaluation steps and skipped steps.
     pub fn logs_step(&self, rec: &StepRecord) -> bool {
-        rec.step % self.every == 0
+        rec.step.is_multiple_of(self.every)
             || rec.step == 1
             || rec.step == self.total
             || rec.val_loss.is_some()
