@@ -30,6 +30,7 @@ fn cfg(kind: OptimizerKind, wd: f64) -> TrainConfig {
 
 /// The reference update of one element in f64, written from the PyTorch docs'
 /// pseudo-code independently of the implementation. State: (m, v) or (buf, _).
+#[allow(clippy::too_many_arguments)]
 fn reference(
     kind: OptimizerKind,
     c: &TrainConfig,

@@ -1,0 +1,47 @@
+//! One line of the metrics JSONL file.
+use super::{CommCounter, MemCounter, PhaseTimes};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Metrics of one logged optimizer step, as rank 0 writes it (memory and times are the
+/// maximum over ranks). Optional values are omitted when absent. JSON has no NaN or
+/// infinity: such values (a diverged loss, an fp16 overflow's norm) are written as
+/// `null` and read back as NaN.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Optimizer step, 1-based (the number of updates done, counting skipped ones).
+    pub step: u64,
+    /// Mean training loss over the step's global batch.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub loss: f64,
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub grad_norm: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_per_s: Option<f64>,
+    pub step_ms: f64,
+    /// Mean validation loss, on evaluation steps only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    /// The fp16 loss scale used this step (1 without fp16).
+    #[serde(deserialize_with = "null_as_nan")]
+    pub loss_scale: f64,
+    /// compute_ms, optimizer_ms, comm_ms, comm_exposed_ms, data_wait_ms.
+    #[serde(flatten)]
+    pub times: PhaseTimes,
+    /// Maximum over ranks of each memory category.
+    pub mem: MemCounter,
+    /// Each rank's memory, index = rank (optional; the report plots it when present).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mem_ranks: Vec<MemCounter>,
+    /// Elements contributed per collective kind this step.
+    pub comm: CommCounter,
+    /// The step was skipped (fp16 overflow on some rank).
+    pub skipped: bool,
+}
+
+fn null_as_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
