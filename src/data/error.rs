@@ -27,10 +27,10 @@ pub enum DataError {
     #[error("{}: {msg}", dir.display())]
     Split { dir: PathBuf, msg: String },
     /// Plain file-system error.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {err}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
@@ -47,10 +47,10 @@ impl DataError {
             msg: msg.to_string(),
         }
     }
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            err,
         }
     }
 }
