@@ -10,7 +10,11 @@ use super::Dist;
 /// [`Dist::init`] succeeded, since other ranks may already wait in a collective.
 pub fn abort_on_error(dist: &Dist, err: &anyhow::Error) -> ! {
     // Straight to stderr, not through the logger: it must show whatever RUST_LOG says.
-    eprintln!("rank {}: {err:#}", dist.rank());
+    let prefix = format!("rank {}: ", dist.rank());
+    let chain = format!("{err:#}");
+    // Errors from `dist` already name the rank; do not say it twice.
+    let chain = chain.strip_prefix(&prefix).unwrap_or(&chain);
+    eprintln!("{prefix}{chain}");
     // SAFETY: MPI is initialised (a Dist exists) and the world communicator is valid.
     unsafe { ffi::MPI_Abort(dist.world().as_raw(), 1) };
     // MPI_Abort does not return on a conforming library; make sure the process ends anyway.

@@ -45,19 +45,12 @@ fn fill<T: Elem>(len: usize, f: impl Fn(usize) -> f32) -> Vec<T> {
 }
 
 impl Report {
-    fn expect<T: Elem>(
-        &mut self,
-        d: &Dist,
-        what: &str,
-        got: &[T],
-        want: impl Fn(usize) -> T,
-    ) -> Result<()> {
+    fn expect<T: Elem>(&mut self, what: &str, got: &[T], want: impl Fn(usize) -> T) -> Result<()> {
         for (i, g) in got.iter().enumerate() {
             let w = want(i);
             ensure!(
                 *g == w,
-                "rank {}: self-test {what} ({}, len {}): element {i} is {g:?}, expected {w:?}",
-                d.rank(),
+                "self-test {what} ({}, len {}): element {i} is {g:?}, expected {w:?}",
                 T::DTYPE.name(),
                 got.len()
             );
@@ -75,16 +68,16 @@ fn blocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
             let mut buf: Vec<T> = fill(len, |i| int_val(r, i));
             d.all_reduce(&mut buf, op)?;
             let div = if op == ReduceOp::Avg { n as f32 } else { 1.0 };
-            rep.expect(d, "all_reduce", &buf, |i| T::from_f32(int_sum(n, i) / div))?;
+            rep.expect("all_reduce", &buf, |i| T::from_f32(int_sum(n, i) / div))?;
         }
         let send: Vec<T> = fill(len, |i| int_val(r, i));
         let mut wide = vec![0f32; len];
         d.all_reduce_into_f32(&send, &mut wide, ReduceOp::Sum)?;
-        rep.expect(d, "all_reduce_into_f32", &wide, |i| int_sum(n, i))?;
+        rep.expect("all_reduce_into_f32", &wide, |i| int_sum(n, i))?;
         for root in [0, n - 1] {
             let mut buf: Vec<T> = fill(len, |i| if r == root { int_val(root, i) } else { 99.0 });
             d.broadcast(&mut buf, root)?;
-            rep.expect(d, "broadcast", &buf, |i| T::from_f32(int_val(root, i)))?;
+            rep.expect("broadcast", &buf, |i| T::from_f32(int_val(root, i)))?;
         }
     }
     for b in BLOCKS {
@@ -93,14 +86,14 @@ fn blocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
             let mut recv = vec![T::from_f32(99.0); b];
             d.reduce_scatter(&send, &mut recv, op)?;
             let div = if op == ReduceOp::Avg { n as f32 } else { 1.0 };
-            rep.expect(d, "reduce_scatter", &recv, |i| {
+            rep.expect("reduce_scatter", &recv, |i| {
                 T::from_f32(int_sum(n, r * b + i) / div)
             })?;
         }
         let send: Vec<T> = fill(b, |i| int_val(r, i));
         let mut recv = vec![T::from_f32(99.0); b * n];
         d.all_gather(&send, &mut recv)?;
-        rep.expect(d, "all_gather", &recv, |j| {
+        rep.expect("all_gather", &recv, |j| {
             T::from_f32(int_val(j / b.max(1), j % b.max(1)))
         })?;
     }
@@ -160,16 +153,14 @@ fn nonblocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
     bar.wait();
     let (out, other) = bc.wait();
     ensure!(other.is_empty(), "ibroadcast returned a second buffer");
-    rep.expect(d, "ibroadcast", &out, |i| T::from_f32(int_val(root, i)))?;
+    rep.expect("ibroadcast", &out, |i| T::from_f32(int_val(root, i)))?;
     let (out, send) = ag.wait();
-    rep.expect(d, "iall_gather", &out, |j| {
-        T::from_f32(int_val(j / b, j % b))
-    })?;
-    rep.expect(d, "iall_gather returned send", &send, |i| {
+    rep.expect("iall_gather", &out, |j| T::from_f32(int_val(j / b, j % b)))?;
+    rep.expect("iall_gather returned send", &send, |i| {
         T::from_f32(int_val(r, i))
     })?;
     let (out, send) = rs.wait();
-    rep.expect(d, "ireduce_scatter", &out, |i| {
+    rep.expect("ireduce_scatter", &out, |i| {
         T::from_f32(int_sum(n, r * b + i))
     })?;
     ensure!(
@@ -177,7 +168,7 @@ fn nonblocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
         "ireduce_scatter did not return its send buffer"
     );
     let (out, _) = ar.wait();
-    rep.expect(d, "iall_reduce avg", &out, |i| {
+    rep.expect("iall_reduce avg", &out, |i| {
         T::from_f32(int_sum(n, i) / n as f32)
     })?;
     let (out, _) = zero.wait();
@@ -203,11 +194,11 @@ fn overlap(d: &Dist, rep: &mut Report) -> Result<()> {
         if p.test() {
             break;
         }
-        ensure!(chunks < 10_000_000, "rank {r}: iall_reduce never completed");
+        ensure!(chunks < 10_000_000, "iall_reduce never completed");
     }
     ensure!(acc.is_finite() && chunks > 0, "compute loop did not run");
     let (out, _) = p.wait();
-    rep.expect(d, "iall_reduce during compute", &out, |i| int_sum(n, i))
+    rep.expect("iall_reduce during compute", &out, |i| int_sum(n, i))
 }
 
 /// Half sums (n-1 additions, each rounding once to T with unit roundoff u) must be within
@@ -234,13 +225,13 @@ fn half_rounding<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
         let err = (buf[i].to_f32() as f64 - exact).abs();
         ensure!(
             err <= bound,
-            "rank {r}: {} sum at {i}: {} vs exact {exact}, error {err} > bound {bound}",
+            "{} sum at {i}: {} vs exact {exact}, error {err} > bound {bound}",
             T::DTYPE.name(),
             buf[i].to_f32()
         );
         ensure!(
             wide[i] as f64 == exact,
-            "rank {r}: f32 reduction of {} data at {i} not exact",
+            "f32 reduction of {} data at {i} not exact",
             T::DTYPE.name()
         );
         if bound > 0.0 {
@@ -297,25 +288,25 @@ fn device<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
         let dev = |data: Vec<T>| FakeDevice { data, offer_ptr };
         let mut buf = dev(fill(13, |i| int_val(r, i)));
         d.all_reduce_device(&mut buf, &mut staging, ReduceOp::Sum)?;
-        rep.expect(d, "all_reduce_device", &buf.data, |i| {
+        rep.expect("all_reduce_device", &buf.data, |i| {
             T::from_f32(int_sum(n, i))
         })?;
         let b = 7;
         let mut send = dev(fill(b * n, |j| int_val(r, j)));
         let mut recv = dev(vec![T::default(); b]);
         d.reduce_scatter_device(&mut send, &mut recv, &mut staging, ReduceOp::Sum)?;
-        rep.expect(d, "reduce_scatter_device", &recv.data, |i| {
+        rep.expect("reduce_scatter_device", &recv.data, |i| {
             T::from_f32(int_sum(n, r * b + i))
         })?;
         let mut send = dev(fill(b, |i| int_val(r, i)));
         let mut recv = dev(vec![T::default(); b * n]);
         d.all_gather_device(&mut send, &mut recv, &mut staging)?;
-        rep.expect(d, "all_gather_device", &recv.data, |j| {
+        rep.expect("all_gather_device", &recv.data, |j| {
             T::from_f32(int_val(j / b, j % b))
         })?;
         let mut buf = dev(fill(5, |i| if r == 0 { int_val(0, i) } else { 99.0 }));
         d.broadcast_device(&mut buf, 0, &mut staging)?;
-        rep.expect(d, "broadcast_device", &buf.data, |i| {
+        rep.expect("broadcast_device", &buf.data, |i| {
             T::from_f32(int_val(0, i))
         })?;
     }
@@ -345,10 +336,7 @@ pub fn run(d: &Dist) -> Result<Report> {
     let sum = d.all_reduce_f64(d.rank() as f64 + 1.0, ScalarOp::Sum);
     let max = d.all_reduce_f64(d.rank() as f64 + 1.0, ScalarOp::Max);
     if sum != n * (n + 1.0) / 2.0 || max != n {
-        bail!(
-            "rank {}: all_reduce_f64 gave sum {sum}, max {max}",
-            d.rank()
-        );
+        bail!("all_reduce_f64 gave sum {sum}, max {max}");
     }
     rep.checks += 2;
     d.barrier()?;

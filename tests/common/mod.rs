@@ -17,7 +17,13 @@ pub fn mpirun(np: usize) -> Command {
     c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_mpi_yield_when_idle", "1")
-        .args(["--oversubscribe", "--bind-to", "none", "-np", &np.to_string()])
+        .args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            &np.to_string(),
+        ])
         .arg(bin());
     c
 }
