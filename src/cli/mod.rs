@@ -6,6 +6,7 @@ pub mod bench;
 pub mod config_show;
 pub mod data;
 pub mod estimate;
+pub mod report;
 pub mod train;
 
 /// Data-parallel training with DDP and ZeRO stages 1-3 over MPI.
@@ -22,6 +23,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Per-rank memory of params, grads and optimizer states for stages 0-3.
     Estimate(estimate::EstimateArgs),
+    /// PNG plots of a metrics file: loss, throughput, memory, communication.
+    Report(report::ReportArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Train(a) => train::run(a),
         Command::Estimate(a) => estimate::run(a),
+        Command::Report(a) => report::run(a),
         Command::Config { cmd } => config_show::run(cmd),
         Command::Bench { what } => bench::run(what),
         Command::Data { cmd } => data::run(cmd),
