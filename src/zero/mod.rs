@@ -11,7 +11,9 @@ mod comm;
 mod engine;
 mod grads;
 mod params;
+mod state_io;
 mod update;
 
 pub use comm::CommStats;
 pub use engine::{Engine, StepOutcome, Transient};
+pub use state_io::UnitPiece;
