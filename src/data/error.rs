@@ -28,10 +28,7 @@ pub enum DataError {
     Split { dir: PathBuf, msg: String },
     /// Plain file-system error.
     #[error("{}: {err}", path.display())]
-    Io {
-        path: PathBuf,
-        err: std::io::Error,
-    },
+    Io { path: PathBuf, err: std::io::Error },
 }
 
 impl DataError {
