@@ -170,8 +170,13 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         spec.ctx = 0;
     }
     let r = crate::data::bench::bench(&cfg, &model, spec, a.batches)?;
+    let unit = if m.kind == Kind::Tokens {
+        "tokens"
+    } else {
+        "rows"
+    };
     println!(
-        "data bench: {} batches of {} x {} in {:.3} s: {:.0} tokens/s per rank \
+        "data bench: {} batches of {} x {} in {:.3} s: {:.0} {unit}/s per rank \
          (next_batch waited {:.1} ms in all)",
         r.batches,
         a.loader.micro_batch,

@@ -187,12 +187,21 @@ impl Hdf5Producer {
                 })
             }
             Kind::Classify => {
-                // x: (b, w) row-major
+                // x: (b, w) row-major; one point-selection read per shard in the batch
                 let mut x = vec![0f32; b * w];
-                let mut y = Vec::with_capacity(b);
-                for (j, r) in refs.iter().enumerate() {
-                    let row = &mut x[j * w..(j + 1) * w];
-                    y.push(shard(r.shard)?.read_row(r.offset, row, self.limit)?);
+                let mut y = vec![0u32; b];
+                let mut ids: Vec<usize> = refs.iter().map(|r| r.shard).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for id in ids {
+                    let js: Vec<usize> = (0..b).filter(|&j| refs[j].shard == id).collect();
+                    let rows: Vec<u64> = js.iter().map(|&j| refs[j].offset).collect();
+                    let mut xs = vec![0f32; js.len() * w];
+                    let ys = shard(id)?.read_rows(&rows, &mut xs, self.limit)?;
+                    for (k, &j) in js.iter().enumerate() {
+                        x[j * w..(j + 1) * w].copy_from_slice(&xs[k * w..(k + 1) * w]);
+                        y[j] = ys[k];
+                    }
                 }
                 Ok(Batch::Features { b, d: w, x, y })
             }

@@ -62,7 +62,10 @@ pub(crate) fn write_token_splits(
         w.add_tokens(Split::Train, &train[r])?;
     }
     if !val.is_empty() {
-        for r in even_ranges(val.len(), val_shards) {
+        for r in even_ranges(val.len(), val_shards)
+            .into_iter()
+            .filter(|r| !r.is_empty())
+        {
             w.add_tokens(Split::Val, &val[r])?;
         }
     }

@@ -2,8 +2,8 @@
 use super::error::DataError;
 use super::manifest::{IntType, Kind, Manifest, ShardEntry};
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
-use hdf5::Dataset;
-use ndarray::s;
+use hdf5::{Dataset, Selection};
+use ndarray::{s, Array2};
 use std::path::{Path, PathBuf};
 
 /// Elements read at a time when a whole shard is scanned (`verify`).
@@ -175,26 +175,46 @@ impl Shard {
         Ok(())
     }
 
-    /// Reads row `i`: `x_out` gets the features, the label (checked `< limit`) is returned.
-    pub fn read_row(&self, i: u64, x_out: &mut [f32], limit: usize) -> Result<u32, DataError> {
-        let Body::Classify { x, y, .. } = &self.body else {
+    /// Reads rows `rows` (any order, one HDF5 point selection per dataset): `x_out`
+    /// (rows.len(), d) row-major gets the features; the labels (checked `< limit`) are
+    /// returned in the same order.
+    pub fn read_rows(
+        &self,
+        rows: &[u64],
+        x_out: &mut [f32],
+        limit: usize,
+    ) -> Result<Vec<u32>, DataError> {
+        let Body::Classify { x, y, d } = &self.body else {
             return Err(DataError::shard(&self.path, "not a classification shard"));
         };
-        let r = i as usize;
+        let d = *d;
+        // x points: (rows.len() * d, 2) of (row, column); y points: (rows.len(), 1)
+        let xp = Array2::from_shape_fn((rows.len() * d, 2), |(k, c)| {
+            if c == 0 {
+                rows[k / d] as usize
+            } else {
+                k % d
+            }
+        });
+        let yp = Array2::from_shape_fn((rows.len(), 1), |(k, _)| rows[k] as usize);
         let xa = x
-            .read_slice_2d::<f32, _>(s![r..r + 1, ..])
+            .read_slice_1d::<f32, _>(Selection::Points(xp))
             .map_err(|e| self.read_err("x", e))?;
         for (o, &v) in x_out.iter_mut().zip(xa.iter()) {
             *o = v;
         }
         let ya = y
-            .read_slice_1d::<i64, _>(r..r + 1)
+            .read_slice_1d::<i64, _>(Selection::Points(yp))
             .map_err(|e| self.read_err("y", e))?;
-        let label = ya.first().copied().unwrap_or(-1);
-        if label < 0 || label as usize >= limit {
-            return Err(self.range_err("label", i, label, limit));
-        }
-        Ok(label as u32)
+        rows.iter()
+            .zip(ya.iter())
+            .map(|(&r, &label)| {
+                if label < 0 || label as usize >= limit {
+                    return Err(self.range_err("label", r, label, limit));
+                }
+                Ok(label as u32)
+            })
+            .collect()
     }
 
     /// Scans the whole shard in chunks: checks every id is `< limit` and returns the
