@@ -42,14 +42,22 @@ fn check_model(name: &str, cfg: &ModelConfig, batch: &Batch, grad_scale: f32) {
             let norm = dir.iter().map(|v| v * v).sum::<f32>().sqrt();
             dir.iter_mut().for_each(|v| *v /= norm);
             let g = &be.host(&st.grads[u]).unwrap()[t.offset..t.offset + n];
-            let an: f64 = g.iter().zip(&dir).map(|(g, d)| *g as f64 * *d as f64).sum::<f64>()
+            let an: f64 = g
+                .iter()
+                .zip(&dir)
+                .map(|(g, d)| *g as f64 * *d as f64)
+                .sum::<f64>()
                 / grad_scale as f64;
             let mut eval = |sign: f32| {
                 let p = &mut be.host_mut(&mut st.params[u]).unwrap()[t.offset..t.offset + n];
-                p.iter_mut().zip(&dir).for_each(|(p, d)| *p += sign * EPS * d);
+                p.iter_mut()
+                    .zip(&dir)
+                    .for_each(|(p, d)| *p += sign * EPS * d);
                 let l = st.forward(&mut *model).unwrap() as f64;
                 let p = &mut be.host_mut(&mut st.params[u]).unwrap()[t.offset..t.offset + n];
-                p.iter_mut().zip(&dir).for_each(|(p, d)| *p -= sign * EPS * d);
+                p.iter_mut()
+                    .zip(&dir)
+                    .for_each(|(p, d)| *p -= sign * EPS * d);
                 l
             };
             let fd = (eval(1.0) - eval(-1.0)) / (2.0 * EPS as f64);
@@ -81,7 +89,17 @@ fn gpt_whole_model_gradients() {
     let inputs: Vec<u32> = (0..b * t).map(|_| rng.gen_range(0..7)).collect();
     let targets: Vec<u32> = (0..b * t).map(|_| rng.gen_range(0..7)).collect();
     // grad scale 2: the analytic gradient is divided by it before comparing
-    check_model("gpt", &cfg, &Batch::Tokens { b, t, inputs, targets }, 2.0);
+    check_model(
+        "gpt",
+        &cfg,
+        &Batch::Tokens {
+            b,
+            t,
+            inputs,
+            targets,
+        },
+        2.0,
+    );
 }
 
 #[test]

@@ -68,19 +68,39 @@ fn linear_with_bias_and_residual() {
     let be = Cpu::new(1);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (n, din, dout) = (5, 4, 3);
-    let lin = Linear { w: 2, b: 2 + din * dout, din, dout }; // params at an offset
+    let lin = Linear {
+        w: 2,
+        b: 2 + din * dout,
+        din,
+        dout,
+    }; // params at an offset
     let p = rnd(&mut rng, 2 + din * dout + dout + 1, 1.0);
     let x = rnd(&mut rng, n * din, 1.0);
     let res = rnd(&mut rng, n * dout, 1.0);
     let r = rnd(&mut rng, n * dout, 1.0);
     let fwd = |xs: &[Vec<f32>]| {
         let mut out = be.alloc(n * dout).unwrap();
-        lin.forward(&be, &mut out, &buf(&be, &xs[0]), &buf(&be, &xs[1]), n, Some(&buf(&be, &xs[2])));
+        lin.forward(
+            &be,
+            &mut out,
+            &buf(&be, &xs[0]),
+            &buf(&be, &xs[1]),
+            n,
+            Some(&buf(&be, &xs[2])),
+        );
         dot(&host(&be, &out), &r)
     };
     let mut g = be.alloc(p.len()).unwrap();
     let mut dx = buf(&be, &vec![0.5; n * din]); // accumulate onto 0.5
-    lin.backward(&be, Some((&mut dx, true)), &mut g, &buf(&be, &r), &buf(&be, &x), &buf(&be, &p), n);
+    lin.backward(
+        &be,
+        Some((&mut dx, true)),
+        &mut g,
+        &buf(&be, &r),
+        &buf(&be, &x),
+        &buf(&be, &p),
+        n,
+    );
     let dx: Vec<f32> = host(&be, &dx).iter().map(|v| v - 0.5).collect();
     let mut gp = host(&be, &g);
     // elements outside the layer's views must stay untouched
@@ -108,7 +128,9 @@ fn layernorm() {
     let (xb, pb) = (buf(&be, &x), buf(&be, &p));
     be.layernorm_bwd(&mut dx, &mut g, 0, c, &buf(&be, &r), &xb, &pb, &st, rows, c);
     let grads = [host(&be, &dx), host(&be, &g)];
-    fd_check("layernorm", &mut [x, p], &grads, |xs| dot(&host(&be, &run(&xs[0], &xs[1]).0), &r));
+    fd_check("layernorm", &mut [x, p], &grads, |xs| {
+        dot(&host(&be, &run(&xs[0], &xs[1]).0), &r)
+    });
 }
 
 #[test]
@@ -117,7 +139,10 @@ fn gelu_and_relu() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let n = 40;
     // keep ReLU inputs away from its kink at 0, where the difference quotient is wrong
-    let x: Vec<f32> = rnd(&mut rng, n, 3.0).into_iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { v }).collect();
+    let x: Vec<f32> = rnd(&mut rng, n, 3.0)
+        .into_iter()
+        .map(|v| if v.abs() < 0.05 { v + 0.1 } else { v })
+        .collect();
     let r = rnd(&mut rng, n, 1.0);
     let gelu = |x: &[f32]| {
         let mut o = be.alloc(n).unwrap();
@@ -126,12 +151,17 @@ fn gelu_and_relu() {
     };
     let mut d = buf(&be, &r);
     be.gelu_bwd(&mut d, &buf(&be, &x), n);
-    fd_check("gelu", &mut [x.clone()], &[host(&be, &d)], |xs| dot(&gelu(&xs[0]), &r));
+    fd_check("gelu", &mut [x.clone()], &[host(&be, &d)], |xs| {
+        dot(&gelu(&xs[0]), &r)
+    });
     // gelu(x) matches the tanh formula at a few points
     let g = gelu(&x);
     for (gx, xv) in g.iter().zip(&x) {
         let want = 0.5 * xv * (1.0 + (0.797_884_6 * (xv + 0.044715 * xv.powi(3))).tanh());
-        assert!((gx - want).abs() <= 1e-5 * (1.0 + want.abs()), "gelu({xv}) = {gx}, want {want}");
+        assert!(
+            (gx - want).abs() <= 1e-5 * (1.0 + want.abs()),
+            "gelu({xv}) = {gx}, want {want}"
+        );
     }
     let relu = |x: &[f32]| {
         let mut o = buf(&be, x);
@@ -141,7 +171,9 @@ fn gelu_and_relu() {
     let y = buf(&be, &relu(&x));
     let mut d = buf(&be, &r);
     be.relu_bwd(&mut d, &y, n);
-    fd_check("relu", &mut [x], &[host(&be, &d)], |xs| dot(&relu(&xs[0]), &r));
+    fd_check("relu", &mut [x], &[host(&be, &d)], |xs| {
+        dot(&relu(&xs[0]), &r)
+    });
 }
 
 #[test]
@@ -162,19 +194,29 @@ fn embedding() {
     };
     let mut g = be.alloc(p.len()).unwrap();
     be.embedding_bwd(&mut g, 0, wpe, &buf(&be, &r), &ids, b, t, c);
-    fd_check("embedding", &mut [p], &[host(&be, &g)], |xs| dot(&fwd(&xs[0]), &r));
+    fd_check("embedding", &mut [p], &[host(&be, &g)], |xs| {
+        dot(&fwd(&xs[0]), &r)
+    });
 }
 
 #[test]
 fn causal_attention() {
     let be = Cpu::new(1);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let d = Dims { b: 2, t: 4, c: 6, h: 2 };
+    let d = Dims {
+        b: 2,
+        t: 4,
+        c: 6,
+        h: 2,
+    };
     let n = d.b * d.t;
     let qkv = rnd(&mut rng, n * 3 * d.c, 1.5);
     let r = rnd(&mut rng, n * d.c, 1.0);
     let fwd = |q: &[f32]| {
-        let (mut y, mut att) = (be.alloc(n * d.c).unwrap(), be.alloc(d.b * d.h * d.t * d.t).unwrap());
+        let (mut y, mut att) = (
+            be.alloc(n * d.c).unwrap(),
+            be.alloc(d.b * d.h * d.t * d.t).unwrap(),
+        );
         let qb = buf(&be, q);
         attention::forward(&be, &mut y, &mut att, &qb, d);
         (host(&be, &y), att)
@@ -189,8 +231,18 @@ fn causal_attention() {
     }
     let mut dq = be.alloc(n * 3 * d.c).unwrap();
     let mut datt = be.alloc(d.b * d.h * d.t * d.t).unwrap();
-    attention::backward(&be, &mut dq, &mut datt, &buf(&be, &r), &att, &buf(&be, &qkv), d);
-    fd_check("attention", &mut [qkv], &[host(&be, &dq)], |xs| dot(&fwd(&xs[0]).0, &r));
+    attention::backward(
+        &be,
+        &mut dq,
+        &mut datt,
+        &buf(&be, &r),
+        &att,
+        &buf(&be, &qkv),
+        d,
+    );
+    fd_check("attention", &mut [qkv], &[host(&be, &dq)], |xs| {
+        dot(&fwd(&xs[0]).0, &r)
+    });
 }
 
 #[test]
@@ -220,7 +272,9 @@ fn softmax_cross_entropy() {
     let mut d = buf(&be, &logits);
     be.crossentropy_bwd(&mut d, &targets, rows, v, 0.7);
     let ones = vec![0.7f32; rows];
-    fd_check("cross-entropy", &mut [logits], &[host(&be, &d)], |xs| dot(&fwd(&xs[0]), &ones));
+    fd_check("cross-entropy", &mut [logits], &[host(&be, &d)], |xs| {
+        dot(&fwd(&xs[0]), &ones)
+    });
     let _ = r;
 }
 
@@ -231,7 +285,11 @@ fn gemm_transposes_and_batches_match_naive() {
     let (m, n, k, batch) = (5, 7, 3, 3);
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         // padded row strides and offsets, as views into larger buffers
-        let (lda, ldb, ldc) = (if ta { m } else { k } + 2, if tb { k } else { n } + 1, n + 3);
+        let (lda, ldb, ldc) = (
+            if ta { m } else { k } + 2,
+            if tb { k } else { n } + 1,
+            n + 3,
+        );
         let (ra, rb) = (if ta { k } else { m }, if tb { n } else { k });
         let (sa, sb, sc) = (ra * lda + 1, rb * ldb + 2, m * ldc + 1);
         let a = rnd(&mut rng, 4 + batch * sa, 1.0);
@@ -251,8 +309,16 @@ fn gemm_transposes_and_batches_match_naive() {
                 for j in 0..n {
                     let mut s = 0.0f64;
                     for p in 0..k {
-                        let av = if ta { a[4 + bi * sa + p * lda + i] } else { a[4 + bi * sa + i * lda + p] };
-                        let bv = if tb { b[3 + bi * sb + j * ldb + p] } else { b[3 + bi * sb + p * ldb + j] };
+                        let av = if ta {
+                            a[4 + bi * sa + p * lda + i]
+                        } else {
+                            a[4 + bi * sa + i * lda + p]
+                        };
+                        let bv = if tb {
+                            b[3 + bi * sb + j * ldb + p]
+                        } else {
+                            b[3 + bi * sb + p * ldb + j]
+                        };
                         s += av as f64 * bv as f64;
                     }
                     let ci = 2 + bi * sc + i * ldc + j;
@@ -261,7 +327,10 @@ fn gemm_transposes_and_batches_match_naive() {
             }
         }
         for (i, (x, y)) in c.iter().zip(&want).enumerate() {
-            assert!((x - y).abs() < 1e-5, "ta={ta} tb={tb}: C[{i}] = {x}, want {y}");
+            assert!(
+                (x - y).abs() < 1e-5,
+                "ta={ta} tb={tb}: C[{i}] = {x}, want {y}"
+            );
         }
     }
 }
