@@ -212,7 +212,11 @@ impl<B: Backend> Model<B> for Mlp<B> {
         // d(output of layer u) lives in the logits (last layer) or in dbuf[u % 2]; d(input)
         // goes to dbuf[(u + 1) % 2], which layer u - 1 reads as its d(output).
         let [d0, d1] = &mut self.dbuf;
-        let (dy_buf, dx_buf) = if u % 2 == 0 { (d0, d1) } else { (d1, d0) };
+        let (dy_buf, dx_buf) = if u.is_multiple_of(2) {
+            (d0, d1)
+        } else {
+            (d1, d0)
+        };
         if u == last {
             let scale = self.grad_scale / n as f32;
             be.crossentropy_bwd(&mut self.hs[u], &self.targets, n, l.dout, scale);

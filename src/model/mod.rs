@@ -9,9 +9,11 @@ pub mod attention;
 mod gpt;
 mod init;
 pub mod linear;
+mod local;
 mod mlp;
 mod spec;
 
+pub use local::LocalState;
 pub use spec::{TensorSpec, UnitSpec};
 
 use crate::config::{ModelConfig, ModelKind};
