@@ -5,7 +5,7 @@
 //! A *unit* is what one sample is cut from: a window start (tokens) or a row (classify).
 //! Shard s offers `counts[s]` units; unit k of shard s starts at element `k * stride`.
 //! - `random`: sample i of global batch g is unit `u ~ U[0, total)` drawn from a generator
-//!   seeded by (seed, split, g, i). Units are all window starts (stride 1).
+//!   seeded by (seed, split, g·micro_batch·world + i), the global sample number. Units are all window starts (stride 1).
 //! - `epoch`: units are non-overlapping windows (stride ctx for tokens: consecutive windows
 //!   share one boundary token, so every (input, target) pair is used exactly once), shuffled
 //!   per epoch by a generator seeded by (seed, split, epoch) and cut into global batches;
@@ -132,10 +132,12 @@ impl Sampler {
         let idx = first..first + self.micro_batch;
         let out = match self.state.sampling {
             Sampling::Random => {
-                let g = self.state.batches;
+                // Seeded by the global sample number, so the samples of a step are the
+                // same for any world size and any number of accumulated micro-batches.
+                let sample0 = self.state.batches * self.global_batch as u64;
                 let total = self.total();
                 idx.map(|i| {
-                    let mut r = rng_for(&[self.seed, SAMPLE, self.split_tag(), g, i as u64]);
+                    let mut r = rng_for(&[self.seed, SAMPLE, self.split_tag(), sample0 + i as u64]);
                     self.unit_ref(r.gen_range(0..total))
                 })
                 .collect()

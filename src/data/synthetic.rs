@@ -1,5 +1,7 @@
 //! `data.source = "synthetic"`: seeded random data, no files. Sample i of global
-//! micro-batch g comes from a generator seeded by (seed, split, g, i), so the stream
+//! micro-batch g is global sample g·(micro_batch·world) + i and comes from a generator
+//! seeded by (seed, split, global sample), so the stream is the same for any world size
+//! and any split of a step into accumulated micro-batches, and
 //! follows the same global-sequence / rank-slice rule as the HDF5 loader. Tokens are
 //! uniform in `[0, model.vocab)`; classification rows are x ~ N(0, 1) labelled by a fixed
 //! random linear teacher (seeded by `seed` alone, so train and val share the task). The
@@ -18,6 +20,8 @@ pub struct SyntheticProducer {
     seed: u64,
     split: u64,
     first: usize,
+    /// Samples in one global micro-batch (micro_batch · world).
+    global_batch: u64,
     micro_batch: usize,
     /// ctx (tokens) or features (classify)
     width: usize,
@@ -56,6 +60,7 @@ impl SyntheticProducer {
                 Split::Val => 2,
             },
             first: spec.rank * spec.micro_batch,
+            global_batch: (spec.micro_batch * spec.world) as u64,
             micro_batch: spec.micro_batch,
             width,
             vocab: model.vocab.min(u32::MAX as usize) as u32,
@@ -69,7 +74,8 @@ impl Producer for SyntheticProducer {
     fn produce(&mut self) -> Result<Batch> {
         let g = self.state.batches;
         let (b, w) = (self.micro_batch, self.width);
-        let rng = |j: usize| rng_for(&[self.seed, SYNTH, self.split, g, (self.first + j) as u64]);
+        let sample0 = g * self.global_batch + self.first as u64;
+        let rng = |j: usize| rng_for(&[self.seed, SYNTH, self.split, sample0 + j as u64]);
         let batch = match (self.kind, &self.teacher) {
             (ModelKind::Mlp, Some(t)) => {
                 // x: (b, w) row-major

@@ -81,3 +81,54 @@ pub fn single(args: &[&str]) -> Output {
     c.args(args);
     run_with_timeout(c, Duration::from_secs(300))
 }
+
+/// A scratch directory removed at the end of the test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Runs `zerotrain train` under `mpirun -np N` with `sets` (section.key=value) and
+/// returns the metrics records (one per step: log.every = 1).
+pub fn train_records(np: usize, sets: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempdir();
+    let metrics = dir.path().join("m.jsonl");
+    let metrics_set = format!("log.metrics=\"{}\"", metrics.display());
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--set".into(),
+        "log.every=1".into(),
+        "--set".into(),
+        metrics_set,
+    ];
+    for s in sets {
+        args.push("--set".into());
+        args.push(s.to_string());
+    }
+    let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    mpi_ok(np, &argv);
+    let text = std::fs::read_to_string(&metrics).expect("metrics file");
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// Per-step training losses from metrics records.
+pub fn losses(records: &[serde_json::Value]) -> Vec<f64> {
+    records
+        .iter()
+        .map(|r| r["loss"].as_f64().expect("loss"))
+        .collect()
+}
+
+/// Asserts two loss curves agree within relative `tol` at every step.
+pub fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len(), "{what}: step counts differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let rel = (x - y).abs() / y.abs().max(1e-12);
+        assert!(
+            rel <= tol,
+            "{what}: step {} differs: {x} vs {y} (relative {rel:.2e} > {tol:.0e})",
+            i + 1
+        );
+    }
+}
