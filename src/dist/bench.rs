@@ -1,6 +1,9 @@
 //! `zerotrain bench comm`: our collectives against the raw MPI calls on the same buffers.
 //! Iterations alternate ours/raw (and which goes first) to cancel machine noise; each
-//! iteration's time is the slowest rank's, and the median over iterations is reported.
+//! iteration's time is the slowest rank's. `ours_s` and `raw_s` are the medians over
+//! iterations; `ratio` is the median of the per-iteration ratios ours/raw, each taken from
+//! two calls made back to back, so load that drifts over the run (other jobs on the
+//! machine) cancels within a pair instead of skewing one median against the other.
 //! Bandwidths follow nccl-tests: `bytes` is the whole buffer (all-reduce: the buffer;
 //! reduce-scatter: the send buffer; all-gather: the receive buffer), algbw = bytes / time,
 //! busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other two.
@@ -97,9 +100,9 @@ impl BenchOpts {
     }
 }
 
-/// Default iterations: about 256 MiB moved per (op, dtype, size), between 10 and 100.
+/// Default iterations: about 256 MiB moved per (op, dtype, size), between 20 and 100.
 pub fn auto_iters(bytes: usize) -> usize {
-    ((256usize << 20) / bytes.max(1)).clamp(10, 100)
+    ((256usize << 20) / bytes.max(1)).clamp(20, 100)
 }
 
 /// One measured (op, dtype, size).
@@ -113,6 +116,7 @@ pub struct Row {
     pub iters: usize,
     pub ours_s: f64,
     pub raw_s: f64,
+    /// Median over iterations of ours/raw from back-to-back pairs (see the module doc).
     pub ratio: f64,
     pub algbw_gbps: f64,
     pub busbw_gbps: f64,
@@ -179,7 +183,8 @@ impl Dist {
         Ok(())
     }
 
-    fn measure<T: Elem>(&self, op: BenchOp, total: usize, iters: usize) -> Result<(f64, f64)> {
+    /// Returns (median ours, median raw, median of paired ratios ours/raw), in seconds.
+    fn measure<T: Elem>(&self, op: BenchOp, total: usize, iters: usize) -> Result<(f64, f64, f64)> {
         let n = self.size;
         let block = total / n;
         let z = T::default();
@@ -215,7 +220,8 @@ impl Dist {
         self.world
             .all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
         let (ours, raw) = slowest.split_at_mut(iters);
-        Ok((median(ours), median(raw)))
+        let mut ratios: Vec<f64> = ours.iter().zip(raw.iter()).map(|(o, r)| o / r).collect();
+        Ok((median(ours), median(raw), median(&mut ratios)))
     }
 
     /// Runs the sweep; every rank returns the same rows (times are the slowest rank's).
@@ -237,7 +243,7 @@ impl Dist {
                         continue;
                     }
                     let iters = opts.iters.unwrap_or_else(|| auto_iters(bytes)).max(1);
-                    let (ours, raw) = match dtype {
+                    let (ours, raw, ratio) = match dtype {
                         DType::F32 => self.measure::<f32>(op, total, iters)?,
                         DType::BF16 => self.measure::<bf16>(op, total, iters)?,
                         DType::F16 => self.measure::<f16>(op, total, iters)?,
@@ -253,7 +259,7 @@ impl Dist {
                         iters,
                         ours_s: ours,
                         raw_s: raw,
-                        ratio: ours / raw,
+                        ratio,
                         algbw_gbps: algbw,
                         busbw_gbps: algbw * op.busbw_factor(n),
                         raw_busbw_gbps: bytes as f64 / raw / 1e9 * op.busbw_factor(n),
