@@ -1,9 +1,10 @@
 //! `zerotrain bench comm`: our collectives against the raw MPI calls on the same buffers.
 //! Iterations alternate ours/raw (and which goes first) to cancel machine noise; each
 //! iteration's time is the slowest rank's. `ours_s` and `raw_s` are the medians over
-//! iterations; `ratio` is the median of the per-iteration ratios ours/raw, each taken from
-//! two calls made back to back, so load that drifts over the run (other jobs on the
-//! machine) cancels within a pair instead of skewing one median against the other.
+//! iterations; `ratio` comes from per-iteration ratios ours/raw of two calls made back to
+//! back (so load that drifts over the run, e.g. other jobs on the machine, cancels within
+//! the pair): the geometric mean of the median over ours-first iterations and the median
+//! over raw-first iterations (so any cost of going first cancels too).
 //! Bandwidths follow nccl-tests: `bytes` is the whole buffer (all-reduce: the buffer;
 //! reduce-scatter: the send buffer; all-gather: the receive buffer), algbw = bytes / time,
 //! busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other two.
@@ -116,7 +117,7 @@ pub struct Row {
     pub iters: usize,
     pub ours_s: f64,
     pub raw_s: f64,
-    /// Median over iterations of ours/raw from back-to-back pairs (see the module doc).
+    /// Ours/raw from back-to-back pairs, order effects cancelled (see the module doc).
     pub ratio: f64,
     pub algbw_gbps: f64,
     pub busbw_gbps: f64,
@@ -220,8 +221,27 @@ impl Dist {
         self.world
             .all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
         let (ours, raw) = slowest.split_at_mut(iters);
-        let mut ratios: Vec<f64> = ours.iter().zip(raw.iter()).map(|(o, r)| o / r).collect();
-        Ok((median(ours), median(raw), median(&mut ratios)))
+        // Per-iteration ratios, split by which call went first: if going first costs a
+        // factor f, the ours-first median is f*rho and the raw-first one rho/f, so their
+        // geometric mean is rho. Medians keep descheduling outliers out.
+        let mut first: Vec<f64> = ours
+            .iter()
+            .zip(raw.iter())
+            .step_by(2)
+            .map(|(o, r)| o / r)
+            .collect();
+        let mut second: Vec<f64> = ours
+            .iter()
+            .zip(raw.iter())
+            .skip(1)
+            .step_by(2)
+            .map(|(o, r)| o / r)
+            .collect();
+        let ratio = match second.is_empty() {
+            true => median(&mut first),
+            false => (median(&mut first) * median(&mut second)).sqrt(),
+        };
+        Ok((median(ours), median(raw), ratio))
     }
 
     /// Runs the sweep; every rank returns the same rows (times are the slowest rank's).
@@ -242,7 +262,12 @@ impl Dist {
                     if total == 0 {
                         continue;
                     }
-                    let iters = opts.iters.unwrap_or_else(|| auto_iters(bytes)).max(1);
+                    // Even, so every ours-first iteration has its raw-first partner.
+                    let iters = opts
+                        .iters
+                        .unwrap_or_else(|| auto_iters(bytes))
+                        .max(1)
+                        .next_multiple_of(2);
                     let (ours, raw, ratio) = match dtype {
                         DType::F32 => self.measure::<f32>(op, total, iters)?,
                         DType::BF16 => self.measure::<bf16>(op, total, iters)?,
