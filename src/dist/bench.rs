@@ -1,10 +1,10 @@
 //! `zerotrain bench comm`: our collectives against the raw MPI calls on the same buffers.
 //! Iterations alternate ours/raw (and which goes first) to cancel machine noise; each
 //! iteration's time is the slowest rank's. `ours_s` and `raw_s` are the medians over
-//! iterations; `ratio` comes from per-iteration ratios ours/raw of two calls made back to
-//! back (so load that drifts over the run, e.g. other jobs on the machine, cancels within
-//! the pair): the geometric mean of the median over ours-first iterations and the median
-//! over raw-first iterations (so any cost of going first cancels too).
+//! iterations and `ratio` = ours_s / raw_s. Ours and raw run back to back in every
+//! iteration, first and second in turn (an even count), so both medians see the same load
+//! and the same share of going first. (Medians of per-pair ratios were tried and were
+//! noisier on an oversubscribed, loaded machine.)
 //! Bandwidths follow nccl-tests: `bytes` is the whole buffer (all-reduce: the buffer;
 //! reduce-scatter: the send buffer; all-gather: the receive buffer), algbw = bytes / time,
 //! busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other two.
@@ -139,7 +139,7 @@ pub struct Row {
     pub iters: usize,
     pub ours_s: f64,
     pub raw_s: f64,
-    /// Ours/raw from back-to-back pairs, order effects cancelled (see the module doc).
+    /// `ours_s / raw_s`.
     pub ratio: f64,
     pub algbw_gbps: f64,
     pub busbw_gbps: f64,
@@ -260,30 +260,11 @@ impl Dist {
         self.world
             .all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
         let (ours, raw) = slowest.split_at_mut(iters);
-        // Per-iteration ratios, split by which call went first: if going first costs a
-        // factor f, the ours-first median is f*rho and the raw-first one rho/f, so their
-        // geometric mean is rho. Medians keep descheduling outliers out.
-        let mut first: Vec<f64> = ours
-            .iter()
-            .zip(raw.iter())
-            .step_by(2)
-            .map(|(o, r)| o / r)
-            .collect();
-        let mut second: Vec<f64> = ours
-            .iter()
-            .zip(raw.iter())
-            .skip(1)
-            .step_by(2)
-            .map(|(o, r)| o / r)
-            .collect();
-        let ratio = match second.is_empty() {
-            true => median(&mut first),
-            false => (median(&mut first) * median(&mut second)).sqrt(),
-        };
+        let (ours, raw) = (median(ours), median(raw));
         Ok(Measured {
-            ours: median(ours),
-            raw: median(raw),
-            ratio,
+            ours,
+            raw,
+            ratio: ours / raw,
             iters,
         })
     }
