@@ -46,7 +46,7 @@ fn json_rows_cover_the_sweep_with_consistent_fields() {
             assert_eq!(f("count") % 3.0, 0.0, "{r}");
         }
         assert!(f("ours_s") > 0.0 && f("raw_s") > 0.0);
-        assert!((f("ratio") - f("ours_s") / f("raw_s")).abs() < 1e-9);
+        assert!((f("ratio") - f("ours_s") / f("raw_s")).abs() < 1e-9, "{r}");
         let factor = if op == "allreduce" {
             2.0 * 2.0 / 3.0
         } else {

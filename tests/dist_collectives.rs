@@ -12,7 +12,7 @@ fn self_test(np: usize, extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     let out = common::mpi_ok(np, &args);
     assert!(
-        out.contains(&format!("self-test ok:")) && out.contains(&format!("on {np} ranks")),
+        out.contains("self-test ok:") && out.contains(&format!("on {np} ranks")),
         "np {np}: unexpected output:\n{out}"
     );
     out

@@ -1,6 +1,10 @@
 //! `zerotrain bench comm`: our collectives against the raw MPI calls on the same buffers.
 //! Iterations alternate ours/raw (and which goes first) to cancel machine noise; each
-//! iteration's time is the slowest rank's, and the median over iterations is reported.
+//! iteration's time is the slowest rank's. `ours_s` and `raw_s` are the medians over
+//! iterations and `ratio` = ours_s / raw_s. Ours and raw run back to back in every
+//! iteration, first and second in turn (an even count), so both medians see the same load
+//! and the same share of going first. (Medians of per-pair ratios were tried and were
+//! noisier on an oversubscribed, loaded machine.)
 //! Bandwidths follow nccl-tests: `bytes` is the whole buffer (all-reduce: the buffer;
 //! reduce-scatter: the send buffer; all-gather: the receive buffer), algbw = bytes / time,
 //! busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other two.
@@ -67,7 +71,8 @@ pub struct BenchOpts {
     pub max_bytes: usize,
     /// Size multiplier between steps (2 or 4 typically).
     pub factor: usize,
-    /// Timed iterations per size (each of ours and raw); `None`: by size, see [`auto_iters`].
+    /// Timed iterations per size (each of ours and raw, rounded up to even); `None`: by
+    /// size and a time budget (see `default_iters`).
     pub iters: Option<usize>,
     pub dtypes: Vec<DType>,
     pub ops: Vec<BenchOp>,
@@ -97,9 +102,30 @@ impl BenchOpts {
     }
 }
 
-/// Default iterations: about 256 MiB moved per (op, dtype, size), between 10 and 100.
+/// Most iterations by size: about 512 MiB moved per (op, dtype, size), between 40 and 200.
 pub fn auto_iters(bytes: usize) -> usize {
-    ((256usize << 20) / bytes.max(1)).clamp(10, 100)
+    ((512usize << 20) / bytes.max(1)).clamp(MIN_ITERS * 2, 200)
+}
+
+/// Fewest default iterations (each of ours and raw): 10 per call order.
+const MIN_ITERS: usize = 20;
+
+/// Default time budget per (op, dtype, size): iterations beyond [`MIN_ITERS`] are cut to fit.
+const BUDGET_S: f64 = 1.5;
+
+/// The iteration count from the slowest rank's warm-up pair time (same on every rank):
+/// [`auto_iters`], cut to the time budget but not below [`MIN_ITERS`]; always even.
+fn default_iters(bytes: usize, pair_s: f64) -> usize {
+    let fit = (BUDGET_S / pair_s.max(1e-9)) as usize;
+    fit.clamp(MIN_ITERS, auto_iters(bytes).max(MIN_ITERS))
+}
+
+/// Results of one measurement.
+struct Measured {
+    ours: f64,
+    raw: f64,
+    ratio: f64,
+    iters: usize,
 }
 
 /// One measured (op, dtype, size).
@@ -113,6 +139,7 @@ pub struct Row {
     pub iters: usize,
     pub ours_s: f64,
     pub raw_s: f64,
+    /// `ours_s / raw_s`.
     pub ratio: f64,
     pub algbw_gbps: f64,
     pub busbw_gbps: f64,
@@ -179,7 +206,14 @@ impl Dist {
         Ok(())
     }
 
-    fn measure<T: Elem>(&self, op: BenchOp, total: usize, iters: usize) -> Result<(f64, f64)> {
+    /// Medians of ours and raw, and their ratio (see the module doc); `iters`: `None` for
+    /// [`default_iters`].
+    fn measure<T: Elem>(
+        &self,
+        op: BenchOp,
+        total: usize,
+        iters: Option<usize>,
+    ) -> Result<Measured> {
         let n = self.size;
         let block = total / n;
         let z = T::default();
@@ -198,24 +232,41 @@ impl Dist {
             },
         };
         self.check_all_reduce(total)?; // counts fit an int
+        let mut pair_s = 0.0;
+        for _warm_up in 0..2 {
+            let t = Instant::now();
+            self.bench_call::<T>(op, &mut bufs, false)?;
+            self.bench_call::<T>(op, &mut bufs, true)?;
+            pair_s = t.elapsed().as_secs_f64();
+        }
+        let pair_s = self.all_reduce_f64(pair_s, super::ScalarOp::Max);
+        let bytes = total * T::DTYPE.size_bytes();
+        // Even, so ours-first and raw-first iterations are equally many.
+        let iters = iters
+            .unwrap_or_else(|| default_iters(bytes, pair_s))
+            .max(1)
+            .next_multiple_of(2);
         let mut times = vec![0f64; 2 * iters]; // [ours..., raw...]
-        for it in 0..iters + 2 {
+        for it in 0..iters {
             for k in 0..2 {
                 let raw = (k ^ (it % 2)) == 1;
                 self.barrier()?;
                 let t = Instant::now();
                 self.bench_call::<T>(op, &mut bufs, raw)?;
-                let dt = t.elapsed().as_secs_f64();
-                if it >= 2 {
-                    times[(it - 2) + if raw { iters } else { 0 }] = dt; // 2 warm-up rounds
-                }
+                times[it + if raw { iters } else { 0 }] = t.elapsed().as_secs_f64();
             }
         }
         let mut slowest = vec![0f64; times.len()];
         self.world
             .all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
         let (ours, raw) = slowest.split_at_mut(iters);
-        Ok((median(ours), median(raw)))
+        let (ours, raw) = (median(ours), median(raw));
+        Ok(Measured {
+            ours,
+            raw,
+            ratio: ours / raw,
+            iters,
+        })
     }
 
     /// Runs the sweep; every rank returns the same rows (times are the slowest rank's).
@@ -236,12 +287,17 @@ impl Dist {
                     if total == 0 {
                         continue;
                     }
-                    let iters = opts.iters.unwrap_or_else(|| auto_iters(bytes)).max(1);
-                    let (ours, raw) = match dtype {
-                        DType::F32 => self.measure::<f32>(op, total, iters)?,
-                        DType::BF16 => self.measure::<bf16>(op, total, iters)?,
-                        DType::F16 => self.measure::<f16>(op, total, iters)?,
+                    let m = match dtype {
+                        DType::F32 => self.measure::<f32>(op, total, opts.iters)?,
+                        DType::BF16 => self.measure::<bf16>(op, total, opts.iters)?,
+                        DType::F16 => self.measure::<f16>(op, total, opts.iters)?,
                     };
+                    let Measured {
+                        ours,
+                        raw,
+                        ratio,
+                        iters,
+                    } = m;
                     let bytes = total * elem;
                     let algbw = bytes as f64 / ours / 1e9;
                     rows.push(Row {
@@ -253,7 +309,7 @@ impl Dist {
                         iters,
                         ours_s: ours,
                         raw_s: raw,
-                        ratio: ours / raw,
+                        ratio,
                         algbw_gbps: algbw,
                         busbw_gbps: algbw * op.busbw_factor(n),
                         raw_busbw_gbps: bytes as f64 / raw / 1e9 * op.busbw_factor(n),

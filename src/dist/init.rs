@@ -24,12 +24,12 @@ pub fn visible_gpu_count(cuda_visible_devices: Option<&str>) -> usize {
 pub fn in_place_sentinel(library_version: &str) -> Option<*mut c_void> {
     let v = library_version.to_ascii_lowercase();
     if v.contains("open mpi") {
-        Some(1usize as *mut c_void)
+        Some(std::ptr::without_provenance_mut(1))
     } else if ["mpich", "mvapich", "intel(r) mpi"]
         .iter()
         .any(|k| v.contains(k))
     {
-        Some(usize::MAX as *mut c_void)
+        Some(std::ptr::without_provenance_mut(usize::MAX))
     } else {
         None
     }
@@ -143,11 +143,11 @@ mod tests {
     fn in_place_values() {
         assert_eq!(
             in_place_sentinel("Open MPI v4.1.4, package: Debian"),
-            Some(1usize as *mut c_void)
+            Some(std::ptr::without_provenance_mut(1))
         );
         assert_eq!(
             in_place_sentinel("MPICH Version: 4.0"),
-            Some(usize::MAX as *mut c_void)
+            Some(std::ptr::without_provenance_mut(usize::MAX))
         );
         assert_eq!(in_place_sentinel("Some other MPI"), None);
     }

@@ -255,7 +255,7 @@ impl<T: Elem> DeviceBuf<T> for FakeDevice<T> {
         self.data.len()
     }
     fn device_ptr(&mut self) -> Option<*mut T> {
-        self.offer_ptr.then(|| self.data.as_mut_ptr())
+        self.offer_ptr.then_some(self.data.as_mut_ptr())
     }
     fn copy_to_host(&self, dst: &mut [T]) -> Result<()> {
         ensure!(

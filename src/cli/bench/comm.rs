@@ -22,7 +22,7 @@ pub struct CommArgs {
     /// Size multiplier between steps.
     #[arg(long, default_value_t = 4)]
     pub factor: usize,
-    /// Timed iterations per size (default: by size, 10 to 100).
+    /// Timed iterations per size (default: by size and a 1.5 s budget, 20 to 200).
     #[arg(long)]
     pub iters: Option<usize>,
     /// Element types, comma-separated: f32, bf16, f16.
