@@ -11,16 +11,46 @@ use common::*;
 
 const GLOBAL: usize = 12;
 
+/// A small learnable dataset (the addition task) shared by the GPT runs of this file.
+fn addition_data() -> &'static str {
+    static DIR: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempdir();
+        let out = dir.path().join("add").display().to_string();
+        let r = single(&[
+            "data",
+            "synth",
+            "--task",
+            "addition",
+            "--out",
+            &out,
+            "--count",
+            "2000",
+            "--val-count",
+            "100",
+        ]);
+        assert!(
+            r.status.success(),
+            "data synth failed: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        (dir, format!("data.path=\"{out}\""))
+    })
+    .1
+}
+
 fn gpt(np: usize, stage: u8, extra: &[&str]) -> Vec<f64> {
     let mb = format!("train.micro_batch={}", GLOBAL / np);
     let st = format!("zero.stage={stage}");
     let mut sets = vec![
+        "data.source=\"hdf5\"",
+        addition_data(),
         "train.steps=20",
         "model.n_layer=2",
         "model.d_model=32",
         "model.n_head=2",
         "model.ctx=16",
-        "model.vocab=64",
+        "model.vocab=13",
         "train.lr=3e-3",
         mb.as_str(),
         st.as_str(),
@@ -50,7 +80,7 @@ fn mlp(np: usize, stage: u8, extra: &[&str]) -> Vec<f64> {
 fn gpt_every_stage_and_world_size_matches_one_rank() {
     let reference = gpt(1, 0, &[]);
     assert!(
-        reference[19] < reference[0],
+        reference[15..].iter().sum::<f64>() / 5.0 < reference[0] - 0.02,
         "the reference run should learn: {reference:?}"
     );
     for np in 1..=4 {

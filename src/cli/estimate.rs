@@ -53,11 +53,16 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
         };
         let m = plan.memory(&layout);
         let total = m.params + m.grads + m.optimizer;
+        let comm = plan.comm_volume(
+            &layout,
+            cfg.zero.reshard_after_forward,
+            crate::model::tied_root(&cfg.model),
+        );
         if args.json {
             println!(
                 "{}",
                 serde_json::json!({"stage": stage, "world": args.world, "params": m.params, "grads": m.grads,
-                    "optimizer": m.optimizer, "total": total, "psi": layout.numel(), "padded": layout.padded()})
+                    "optimizer": m.optimizer, "total": total, "comm_volume": comm, "psi": layout.numel(), "padded": layout.padded()})
             );
         } else {
             println!(

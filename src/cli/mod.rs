@@ -55,7 +55,7 @@ pub fn run(cli: Cli) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::dist::eprint_line(&format!("error: {e:#}"));
             1
         }
     }

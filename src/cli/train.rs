@@ -8,7 +8,7 @@
 use crate::config::{Config, DataSource, ModelKind};
 use crate::data::{open_source, BatchSource, LoaderSpec, Split};
 use crate::device::Cpu;
-use crate::dist::{abort_on_error, Dist, ScalarOp};
+use crate::dist::{abort_on_error, eprint_line, Dist, ScalarOp};
 use crate::metrics::{
     summary_table, CommCounter, MemCounter, MetricsWriter, PhaseTimes, StepRecord,
 };
@@ -36,31 +36,29 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .map(|c| c.system.cuda_aware.clone())
         .unwrap_or_else(|_| "auto".into());
     let dist = Dist::init(&cuda_aware)?;
-    let cfg = agree_on_config(
-        &dist,
-        loaded
-            .and_then(|c| c.validate(dist.size()).map(|_| c))
-            .map_err(anyhow::Error::from),
-    )?;
+    let local = loaded.and_then(|c| c.validate(dist.size()).map(|_| c));
+    let (dist, cfg) = agree_on_config(dist, local.map_err(anyhow::Error::from));
     if let Err(e) = train(&dist, &cfg) {
         abort_on_error(&dist, &e);
     }
     Ok(())
 }
 
-/// Every rank reports whether its config is good; if any is not, every rank returns an
-/// error (its own, or that another rank failed) and nobody proceeds to a collective that
-/// the failed rank would never join.
-fn agree_on_config(dist: &Dist, local: anyhow::Result<Config>) -> anyhow::Result<Config> {
+/// Every rank reports whether its config is good; if any is not, every rank prints its
+/// error (or that another rank failed), waits for the others at a barrier (so mpirun does
+/// not kill a rank before it has printed) and the process exits non-zero. Nobody proceeds
+/// to a collective that a failed rank would never join.
+fn agree_on_config(dist: Dist, local: anyhow::Result<Config>) -> (Dist, Config) {
     let failed = dist.all_reduce_f64(if local.is_err() { 1.0 } else { 0.0 }, ScalarOp::Sum);
-    match local {
-        Err(e) => Err(e.context(format!("rank {}", dist.rank()))),
-        Ok(_) if failed > 0.0 => anyhow::bail!(
-            "rank {}: another rank rejected the configuration",
-            dist.rank()
-        ),
-        Ok(c) => Ok(c),
-    }
+    let message = match local {
+        Err(e) => format!("{e:#}"),
+        Ok(cfg) if failed == 0.0 => return (dist, cfg),
+        Ok(_) => "another rank rejected the configuration".to_string(),
+    };
+    eprint_line(&format!("error: rank {}: {message}", dist.rank()));
+    let _ = dist.barrier();
+    drop(dist); // MPI_Finalize on every rank: a clean, non-zero exit
+    std::process::exit(1)
 }
 
 fn open_split(dist: &Dist, cfg: &Config, split: Split) -> anyhow::Result<Box<dyn BatchSource>> {

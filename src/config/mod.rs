@@ -64,12 +64,7 @@ impl Config {
             apply_override(&mut table, arg)?;
         }
         check_known_keys(&table, &file)?;
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                file: file.clone(),
-                msg: e.message().to_string(),
-            })?;
+        let cfg = deserialize(&table, &file)?;
         cfg.validate_static(&file)?;
         Ok(Config {
             source: file,
@@ -80,5 +75,50 @@ impl Config {
     /// The resolved configuration as TOML (what `zerotrain config show` prints).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Deserialises the checked table; a type error names the `section.key` it is in (found
+/// from the error's position in the table rendered as TOML text).
+fn deserialize(table: &toml::Table, file: &str) -> Result<Config, ConfigError> {
+    let text = toml::to_string(table).map_err(|e| ConfigError::Parse {
+        file: file.into(),
+        msg: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let key = e
+            .span()
+            .map(|span| key_at(&text, span.start))
+            .unwrap_or_default();
+        if key.is_empty() {
+            ConfigError::Parse {
+                file: file.into(),
+                msg: e.message().to_string(),
+            }
+        } else {
+            ConfigError::Invalid {
+                file: file.into(),
+                key,
+                msg: e.message().to_string(),
+            }
+        }
+    })
+}
+
+/// The `section.key` whose line holds byte `pos` of `text`.
+fn key_at(text: &str, pos: usize) -> String {
+    let before = &text[..pos.min(text.len())];
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    let section = before
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+        .unwrap_or("");
+    match (section.is_empty(), key.is_empty() || key.starts_with('[')) {
+        (false, false) => format!("{section}.{key}"),
+        (false, true) => section.to_string(),
+        _ => key.to_string(),
     }
 }

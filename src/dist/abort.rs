@@ -14,7 +14,7 @@ pub fn abort_on_error(dist: &Dist, err: &anyhow::Error) -> ! {
     let chain = format!("{err:#}");
     // Errors from `dist` already name the rank; do not say it twice.
     let chain = chain.strip_prefix(&prefix).unwrap_or(&chain);
-    eprintln!("{prefix}{chain}");
+    eprint_line(&format!("{prefix}{chain}"));
     // SAFETY: MPI is initialised (a Dist exists) and the world communicator is valid.
     unsafe { ffi::MPI_Abort(dist.world().as_raw(), 1) };
     // MPI_Abort does not return on a conforming library; make sure the process ends anyway.
@@ -42,4 +42,11 @@ pub fn with_rank_before_init<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
         Some(rank) => e.context(format!("rank {rank} (before MPI init)")),
         None => e,
     })
+}
+
+/// Writes one whole line to stderr in a single write, so the lines of several ranks
+/// sharing mpirun's stderr never interleave mid-line.
+pub fn eprint_line(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }

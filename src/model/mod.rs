@@ -90,6 +90,15 @@ pub fn unit_specs(cfg: &ModelConfig) -> Vec<UnitSpec> {
     }
 }
 
+/// The unit whose parameters are shared with a later unit (GPT's token embedding, tied
+/// to the LM head), without building the model.
+pub fn tied_root(cfg: &ModelConfig) -> Option<usize> {
+    match cfg.kind {
+        ModelKind::Gpt => Some(0),
+        ModelKind::Mlp => None,
+    }
+}
+
 /// Number of parameters of the model `cfg` describes (tied weights counted once).
 pub fn param_count(cfg: &ModelConfig) -> usize {
     unit_specs(cfg).iter().map(|u| u.numel).sum()

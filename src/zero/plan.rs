@@ -76,17 +76,28 @@ impl StagePlan {
     }
 
     /// Logical communication volume per step in elements (padded), as the ZeRO paper
-    /// counts it: an all-reduce is a reduce-scatter plus an all-gather.
-    pub fn comm_volume(&self, layout: &Layout, reshard_after_forward: bool) -> usize {
+    /// counts it: an all-reduce is a reduce-scatter plus an all-gather. Stage 3 gathers
+    /// every unit before forward and again before backward, except the tied root unit,
+    /// which stays gathered for the whole step (gathered once).
+    pub fn comm_volume(
+        &self,
+        layout: &Layout,
+        reshard_after_forward: bool,
+        root: Option<usize>,
+    ) -> usize {
         let full = layout.padded();
         let micro = self.grad_accum;
         match self.stage {
-            0 => 2 * full,
-            1 => 2 * full,
+            0 | 1 => 2 * full,
             2 => micro * full + full,
             _ => {
-                let gathers = if reshard_after_forward { 2 } else { 1 };
-                micro * (gathers + 1) * full
+                let root_padded = root.map(|r| layout.units[r].padded).unwrap_or(0);
+                let gathers = if reshard_after_forward {
+                    2 * full - root_padded
+                } else {
+                    full
+                };
+                micro * (gathers + full)
             }
         }
     }

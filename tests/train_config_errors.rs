@@ -1,0 +1,68 @@
+//! A bad configuration gives one clear error line and a non-zero status from every rank,
+//! before any training collective, with no hang.
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Runs `train` at np 3 with `sets`; returns stderr after checking the job failed fast
+/// and every rank reported.
+fn fails(sets: &[&str], expect: &str) -> String {
+    let mut args = vec!["train".to_string()];
+    for s in sets {
+        args.push("--set".into());
+        args.push(s.to_string());
+    }
+    let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let mut cmd = mpirun(3);
+    cmd.args(&argv);
+    let t = Instant::now();
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{sets:?} should fail");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    for rank in 0..3 {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("rank {rank}")) && l.contains("error"))
+            .unwrap_or_else(|| panic!("no error line from rank {rank} for {sets:?}:\n{stderr}"));
+        assert!(
+            line.contains(expect),
+            "rank {rank}: {line:?} should mention {expect:?}"
+        );
+    }
+    stderr
+}
+
+#[test]
+fn unknown_key_names_the_key_and_suggests_the_nearest() {
+    let err = fails(&["train.lrr=0.1"], "train.lrr");
+    assert!(err.contains("did you mean `train.lr`"), "{err}");
+}
+
+#[test]
+fn stage_out_of_range() {
+    fails(&["zero.stage=5"], "zero.stage");
+}
+
+#[test]
+fn global_batch_must_match_the_ranks() {
+    // 3 ranks x 4 x 1 = 12, not 16
+    fails(
+        &["train.micro_batch=4", "train.global_batch=16"],
+        "train.global_batch",
+    );
+}
+
+#[test]
+fn heads_must_divide_the_width() {
+    fails(&["model.d_model=30", "model.n_head=4"], "model.d_model");
+}
+
+#[test]
+fn a_type_error_names_the_file_and_key() {
+    fails(&["train.steps=\"many\""], "steps");
+}
