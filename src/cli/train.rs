@@ -10,7 +10,7 @@ use crate::data::{open_source, BatchSource, LoaderSpec, Split};
 use crate::device::Cpu;
 use crate::dist::{abort_on_error, eprint_line, Dist, ScalarOp};
 use crate::metrics::{
-    summary_table, CommCounter, MemCounter, MetricsWriter, PhaseTimes, StepRecord,
+    summary_table, CommCounter, MemCounter, MetricsWriter, PhaseTimes, Progress, StepRecord,
 };
 use crate::model::build_model;
 use crate::zero::{Engine, StepOutcome};
@@ -83,11 +83,10 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
     let mut engine = Engine::new(dist, backend, model, cfg)?;
     let mut train_data = open_split(dist, cfg, Split::Train)?;
-    let mut val_data = if cfg.train.eval_every > 0 && cfg.train.eval_batches > 0 {
-        Some(open_split(dist, cfg, Split::Val)?)
-    } else {
-        None
-    };
+    let evaluating = cfg.train.eval_every > 0 && cfg.train.eval_batches > 0;
+    if evaluating {
+        open_split(dist, cfg, Split::Val)?; // fail early on a missing or short val split
+    }
     let mut metrics = match (dist.is_root(), cfg.log.metrics.as_str()) {
         (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), false)?),
         _ => None,
@@ -101,6 +100,7 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
     } else {
         1
     };
+    let progress = Progress::new(dist.is_root(), 0, cfg.train.steps as u64, cfg.log.every);
     let mut last = None;
     for step in 0..cfg.train.steps {
         let lr = crate::optim::lr_at(&cfg.train, step);
@@ -110,11 +110,10 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
         let step_ms = t0.elapsed().as_secs_f64() * 1e3;
         let data_wait_ms = train_data.wait_ms() - wait0;
         let is_last = step + 1 == cfg.train.steps;
-        let val_loss = match val_data.as_mut() {
-            Some(v) if (step + 1) % cfg.train.eval_every == 0 || is_last => {
-                Some(evaluate(&mut engine, v.as_mut(), cfg.train.eval_batches)?)
-            }
-            _ => None,
+        let val_loss = if evaluating && ((step + 1) % cfg.train.eval_every == 0 || is_last) {
+            Some(evaluate(dist, cfg, &mut engine)?)
+        } else {
+            None
         };
         let logged =
             (step + 1) % cfg.log.every.max(1) == 0 || is_last || step == 0 || val_loss.is_some();
@@ -134,12 +133,11 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
             if let Some(w) = metrics.as_mut() {
                 w.write(&rec)?;
             }
-            if dist.is_root() {
-                log_step(&rec, cfg.train.steps);
-            }
+            progress.update(&rec);
             last = Some(rec);
         }
     }
+    progress.finish();
     if let (true, Some(rec)) = (dist.is_root(), last) {
         let val = rec
             .val_loss
@@ -150,18 +148,20 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Mean validation loss over `batches` batches, averaged over ranks.
+/// Mean validation loss over the first `eval_batches` batches of the val split (the same
+/// batches at every evaluation, so evaluations compare), averaged over ranks.
 fn evaluate<B: crate::device::Backend>(
+    dist: &Dist,
+    cfg: &Config,
     engine: &mut Engine<'_, B>,
-    data: &mut dyn BatchSource,
-    batches: usize,
 ) -> anyhow::Result<f64> {
+    let mut data = open_split(dist, cfg, Split::Val)?;
     let mut sum = 0.0;
-    for _ in 0..batches {
+    for _ in 0..cfg.train.eval_batches {
         let batch = data.next_batch()?;
         sum += engine.eval_loss(&batch)?;
     }
-    Ok(sum / batches as f64)
+    Ok(sum / cfg.train.eval_batches as f64)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -226,27 +226,6 @@ fn record<B: crate::device::Backend>(
         comm,
         skipped: out.skipped,
     }
-}
-
-fn log_step(rec: &StepRecord, steps: usize) {
-    let rate = rec
-        .tokens_per_s
-        .map(|r| format!("{r:.0} tok/s"))
-        .or(rec.samples_per_s.map(|r| format!("{r:.0} samples/s")))
-        .unwrap_or_default();
-    let val = rec
-        .val_loss
-        .map(|v| format!(" val_loss {v:.4}"))
-        .unwrap_or_default();
-    log::info!(
-        "step {}/{} loss {:.4}{val} lr {:.2e} grad_norm {:.3} {:.1} ms {rate}",
-        rec.step,
-        steps,
-        rec.loss,
-        rec.lr,
-        rec.grad_norm,
-        rec.step_ms
-    );
 }
 
 fn print_summary<B: crate::device::Backend>(dist: &Dist, cfg: &Config, engine: &Engine<'_, B>) {

@@ -103,6 +103,11 @@ pub struct Engine<'d, B: Backend> {
     pub(super) clip_max: Option<f64>,
     /// Optimizer steps taken (1-based after the first).
     pub step: u64,
+    /// Steps attempted, skipped ones included.
+    pub(super) attempts: u64,
+    /// Test hook `ZEROTRAIN_TEST_OVERFLOW=STEP:RANK`: that rank's gradient shard gets an
+    /// infinity at that (1-based) step, as an fp16 overflow would.
+    pub(super) inject_overflow: Option<(u64, usize)>,
 }
 
 /// At most this many gradient buckets are in flight; a further one waits for the oldest.
@@ -176,6 +181,11 @@ impl<'d, B: Backend> Engine<'d, B> {
             train_cfg: cfg.train.clone(),
             clip_max: (cfg.train.clip_grad > 0.0).then_some(cfg.train.clip_grad),
             step: 0,
+            attempts: 0,
+            inject_overflow: std::env::var("ZEROTRAIN_TEST_OVERFLOW").ok().and_then(|v| {
+                let (s, r) = v.split_once(':')?;
+                Some((s.trim().parse().ok()?, r.trim().parse().ok()?))
+            }),
         };
         if engine.plan.dtype == DType::Fp16 {
             engine.scaler = LossScaler::from_config(&cfg.precision)?;
@@ -288,6 +298,10 @@ impl<'d, B: Backend> Engine<'d, B> {
             self.backward_all(micro + 1 == accum)?;
         }
         self.finish_reductions()?;
+        self.attempts += 1;
+        if self.inject_overflow == Some((self.attempts, self.rank)) {
+            self.poison_grads()?;
+        }
         let compute_ms = t0.elapsed().as_secs_f64() * 1e3 - self.stats.exposed_ms;
         let t1 = Instant::now();
         let (grad_norm, skipped) = self.optimizer_step(lr)?;

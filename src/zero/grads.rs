@@ -218,6 +218,17 @@ impl<B: Backend> Engine<'_, B> {
         }
     }
 
+    /// Writes an infinity into this rank's first owned gradient element (test hook for
+    /// the fp16 overflow path).
+    pub(super) fn poison_grads(&mut self) -> anyhow::Result<()> {
+        let at = self.home_range(0).start + self.owned_in_domain(0).start;
+        match &mut self.grads[0] {
+            Home::Device(buf) => host_view_mut(self.backend.as_ref(), buf)?[at] = f32::INFINITY,
+            Home::Host(s) => s.write_f32(at, &[f32::INFINITY]),
+        }
+        Ok(())
+    }
+
     /// Range of unit `u`'s gradient home that covers its optimizer domain.
     fn home_range(&self, u: usize) -> Range<usize> {
         if self.plan.shards_grads() {
