@@ -5,8 +5,9 @@
 //! 2. Build the backend, the model, the engine (this rank's states) and the data.
 //! 3. Loop: one optimizer step, metrics, evaluation, checkpoint.
 //!    Any error from here on aborts the whole job (`dist::abort_on_error`).
+use crate::checkpoint;
 use crate::config::{Config, DataSource, ModelKind};
-use crate::data::{open_source, BatchSource, LoaderSpec, Split};
+use crate::data::{open_source, BatchSource, LoaderSpec, LoaderState, Split};
 use crate::device::Cpu;
 use crate::dist::{abort_on_error, Dist, ScalarOp};
 use crate::metrics::{
@@ -63,7 +64,12 @@ fn agree_on_config(dist: &Dist, local: anyhow::Result<Config>) -> anyhow::Result
     }
 }
 
-fn open_split(dist: &Dist, cfg: &Config, split: Split) -> anyhow::Result<Box<dyn BatchSource>> {
+fn open_split(
+    dist: &Dist,
+    cfg: &Config,
+    split: Split,
+    resume: Option<LoaderState>,
+) -> anyhow::Result<Box<dyn BatchSource>> {
     let spec = LoaderSpec {
         rank: dist.rank(),
         world: dist.size(),
@@ -77,16 +83,18 @@ fn open_split(dist: &Dist, cfg: &Config, split: Split) -> anyhow::Result<Box<dyn
         split,
         prefetch: cfg.data.prefetch,
     };
-    open_source(&cfg.data, &cfg.model, spec, None)
+    open_source(&cfg.data, &cfg.model, spec, resume)
 }
 
 fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
     let backend = Arc::new(Cpu::new(cfg.system.threads));
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
     let mut engine = Engine::new(dist, backend, model, cfg)?;
-    let mut train_data = open_split(dist, cfg, Split::Train)?;
+    let resumed = checkpoint::resume(dist, &mut engine, cfg)?;
+    let start = resumed.as_ref().map_or(0, |r| r.step as usize);
+    let mut train_data = open_split(dist, cfg, Split::Train, resumed.map(|r| r.loader))?;
     let mut val_data = if cfg.train.eval_every > 0 && cfg.train.eval_batches > 0 {
-        Some(open_split(dist, cfg, Split::Val)?)
+        Some(open_split(dist, cfg, Split::Val, None)?)
     } else {
         None
     };
@@ -104,7 +112,7 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
         1
     };
     let mut last = None;
-    for step in 0..cfg.train.steps {
+    for step in start..cfg.train.steps {
         let lr = crate::optim::lr_at(&cfg.train, step);
         let t0 = Instant::now();
         let wait0 = train_data.wait_ms();
@@ -140,6 +148,9 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
                 log_step(&rec, cfg.train.steps);
             }
             last = Some(rec);
+        }
+        if checkpoint::should_save(cfg, step as u64 + 1, is_last) {
+            checkpoint::save(dist, &engine, cfg, step as u64 + 1, train_data.state())?;
         }
     }
     if let (true, Some(rec)) = (dist.is_root(), last) {
