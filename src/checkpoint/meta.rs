@@ -186,3 +186,89 @@ impl Meta {
         dir.join(&self.files[r].name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Sampling;
+
+    fn meta() -> Meta {
+        let cfg = Config::default();
+        let units: Vec<UnitEntry> = crate::model::unit_specs(&cfg.model)
+            .iter()
+            .map(|u| UnitEntry {
+                name: u.name.clone(),
+                numel: u.numel,
+                padded: u.numel.div_ceil(32) * 32,
+            })
+            .collect();
+        Meta {
+            format: FORMAT,
+            step: 3,
+            optimizer_steps: 3,
+            world: 2,
+            stage: 1,
+            dtype: DType::Bf16,
+            reduce_dtype: DType::Fp32,
+            optimizer: OptimizerKind::Adamw,
+            state_names: vec!["exp_avg".into(), "exp_avg_sq".into()],
+            model: cfg.model.clone(),
+            units,
+            loader: LoaderState::start(Sampling::Random),
+            scaler: LossScaler::disabled(),
+            config_crc32: config_digest(&cfg),
+            files: (0..2)
+                .map(|r| FileEntry {
+                    name: super::super::paths::rank_file_name(r),
+                    bytes: 1,
+                    crc32: "00000000".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_model_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = meta();
+        m.write(dir.path()).unwrap();
+        let back = Meta::read(dir.path()).unwrap();
+        assert_eq!(back, m);
+        let specs = crate::model::unit_specs(&m.model);
+        m.check_model(dir.path(), &specs).unwrap();
+        let mut other = m.model.clone();
+        other.d_model = 48;
+        let e = m
+            .check_model(dir.path(), &crate::model::unit_specs(&other))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is of a different model: unit embed has"), "{e}");
+        assert_eq!(m.unit_layout(1).canonical_offset, m.units[0].numel);
+    }
+
+    #[test]
+    fn inconsistent_meta_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = meta();
+        m.files.pop();
+        m.write(dir.path()).unwrap();
+        let e = Meta::read(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("meta.json") && e.contains("1 rank files listed"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join(META_FILE), "{").unwrap();
+        assert!(Meta::read(dir.path()).is_err());
+    }
+
+    #[test]
+    fn digest_ignores_checkpoint_and_log_sections() {
+        let mut cfg = Config::default();
+        let d = config_digest(&cfg);
+        cfg.checkpoint.resume = "auto".into();
+        cfg.log.every = 1;
+        assert_eq!(config_digest(&cfg), d);
+        cfg.train.lr = 0.5;
+        assert_ne!(config_digest(&cfg), d);
+    }
+}

@@ -140,3 +140,47 @@ impl RankFile {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_round_trip_by_hyperslab() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rank-00000.h5");
+        let units = vec!["a".to_string(), "b".to_string()];
+        let piece = |u: usize| -> anyhow::Result<UnitPiece> {
+            let range = if u == 0 { 10..20 } else { 0..0 };
+            let master: Vec<f32> = range.clone().map(|i| i as f32).collect();
+            let states = vec![master.iter().map(|x| -x).collect()];
+            Ok(UnitPiece {
+                range,
+                master,
+                states,
+            })
+        };
+        write(&path, &units, &["m"], piece).unwrap();
+        let f = RankFile::open(&path).unwrap();
+        f.check_unit("a", 10..20, &[MASTER, "m"]).unwrap();
+        f.check_unit("b", 0..0, &[MASTER, "m"]).unwrap();
+        assert!(f.check_unit("a", 10..21, &[MASTER]).is_err());
+        assert!(f.check_unit("a", 10..20, &["nope"]).is_err());
+        let mut out = vec![0.0; 4];
+        f.read_into("a", MASTER, &(10..20), 13..17, &mut out)
+            .unwrap();
+        assert_eq!(out, [13.0, 14.0, 15.0, 16.0]);
+        f.read_into("a", "m", &(10..20), 16..20, &mut out).unwrap();
+        assert_eq!(out, [-16.0, -17.0, -18.0, -19.0]);
+        assert!(f.range("c").is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rank-00000.h5");
+        std::fs::write(&path, b"not hdf5").unwrap();
+        let e = RankFile::open(&path).err().unwrap().to_string();
+        assert!(e.contains("rank-00000.h5"), "{e}");
+    }
+}
