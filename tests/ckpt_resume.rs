@@ -1,6 +1,7 @@
 //! Exact resume: 6 steps, save, resume, 6 more gives bit-identical losses, master
 //! weights, optimizer states and consolidated parameters to 12 uninterrupted steps, in
-//! stages 0-3 for fp32 and bf16 (data position and lr schedule included).
+//! stages 0-3 for fp32 and bf16, and for fp16 across a skipped step (data position, lr
+//! schedule, loss scaler and Adam step included).
 mod ckpt_common;
 mod common;
 
@@ -9,7 +10,7 @@ use std::path::Path;
 
 /// Run A: 12 steps saving at 6 and 12. Run B: resumes A's step 6 into its own directory
 /// and runs to 12. Everything at step 12 must be bitwise equal.
-fn check(stage: u8, dtype: &str, tmp: &Path) {
+fn check(stage: u8, dtype: &str, extra: &[&str], tmp: &Path) {
     let tag = format!("s{stage}-{dtype}");
     let common = [
         format!("zero.stage={stage}"),
@@ -18,6 +19,10 @@ fn check(stage: u8, dtype: &str, tmp: &Path) {
         "train.steps=12".into(),
         "checkpoint.every=6".into(),
     ];
+    let common: Vec<String> = common
+        .into_iter()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect();
     let (a, b) = (tmp.join(format!("a-{tag}")), tmp.join(format!("b-{tag}")));
     let (ma, mb) = (
         tmp.join(format!("a-{tag}.jsonl")),
@@ -100,7 +105,7 @@ fn check(stage: u8, dtype: &str, tmp: &Path) {
 fn exact_resume_fp32_stages_0_to_3() {
     let tmp = tempfile::tempdir().unwrap();
     for stage in 0..=3 {
-        check(stage, "fp32", tmp.path());
+        check(stage, "fp32", &[], tmp.path());
     }
     // Saving does not perturb training: a run without checkpoints has the same losses.
     let m = tmp.path().join("plain.jsonl");
@@ -119,6 +124,32 @@ fn exact_resume_fp32_stages_0_to_3() {
 fn exact_resume_bf16_stages_0_to_3() {
     let tmp = tempfile::tempdir().unwrap();
     for stage in 0..=3 {
-        check(stage, "bf16", tmp.path());
+        check(stage, "bf16", &[], tmp.path());
     }
+}
+
+/// fp16 with a loss-scale window of 3: the scale grows to 2^19 by step 10 and overflows
+/// at step 11 (a skipped step, so optimizer updates lag the step count), after the
+/// resume. The loss scaler and Adam's step count must both be restored.
+#[test]
+fn exact_resume_fp16_with_a_skipped_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    check(2, "fp16", &["precision.loss_scale_window=3"], tmp.path());
+    let m = loss_scales(&tmp.path().join("b-s2-fp16.jsonl"));
+    assert!(
+        m.windows(2).any(|w| w[1] < w[0]),
+        "no overflow after the resume: {m:?}"
+    );
+}
+
+fn loss_scales(path: &Path) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss_scale"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
 }

@@ -9,6 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use zerotrain::model::unit_specs;
 
+/// (name, shape) of one tensor, as the Python check receives it.
+type Tensor = (String, Vec<usize>);
+
 fn tool(args: &[&str]) -> String {
     let o = common::single(args);
     assert!(
@@ -108,7 +111,8 @@ fn inspect_verify_consolidate() {
         eprintln!("skipping the h5py check: python3 with h5py and numpy is not available");
         return;
     }
-    let layout: Vec<(String, Vec<(String, Vec<usize>)>)> = specs
+    // [[unit, [[tensor, shape], ...]], ...]
+    let layout: Vec<(String, Vec<Tensor>)> = specs
         .iter()
         .map(|u| {
             (

@@ -66,7 +66,14 @@ pub fn resume_target(cfg: &CheckpointConfig) -> Result<Option<PathBuf>> {
         "" => Ok(None),
         "auto" => {
             let dir = Path::new(&cfg.dir);
-            if cfg.dir.is_empty() || !dir.join(LATEST).exists() {
+            if cfg.dir.is_empty() {
+                log::warn!("checkpoint.resume = \"auto\" without checkpoint.dir: starting fresh");
+                Ok(None)
+            } else if !dir.join(LATEST).exists() {
+                log::info!(
+                    "checkpoint: no {} yet, starting fresh",
+                    dir.join(LATEST).display()
+                );
                 Ok(None)
             } else {
                 resolve(dir).map(Some)

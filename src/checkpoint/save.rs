@@ -22,7 +22,7 @@ pub const DELAY_ENV: &str = "ZEROTRAIN_CKPT_DELAY_MS";
 /// of the run) when `checkpoint.dir` is set.
 pub fn should_save(cfg: &Config, step: u64, is_last: bool) -> bool {
     let c = &cfg.checkpoint;
-    !c.dir.is_empty() && (is_last || (c.every > 0 && step % c.every as u64 == 0))
+    !c.dir.is_empty() && (is_last || (c.every > 0 && step.is_multiple_of(c.every as u64)))
 }
 
 /// Saves the engine's state after `step` training steps (fp16 steps skipped on
