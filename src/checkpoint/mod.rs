@@ -1,1 +1,22 @@
-//! The `checkpoint` part (see DESIGN.md).
+//! The `checkpoint` part (see DESIGN.md and docs/checkpoint-format.md): per-rank shard
+//! files, atomic commit, exact resume, load-time resharding to any world size and
+//! stage, and the single-process tools (inspect, verify, consolidate).
+//!
+//! Layout: `<dir>/step-00000020/{meta.json, rank-00000.h5, ...}` and `<dir>/latest`.
+mod error;
+mod fsio;
+mod load;
+mod meta;
+mod paths;
+mod rank_file;
+mod reader;
+mod save;
+mod tools;
+
+pub use error::CkptError;
+pub use load::{resume, Resumed};
+pub use meta::{config_digest, FileEntry, Meta, UnitEntry, FORMAT, META_FILE};
+pub use paths::{list_steps, rank_file_name, resolve, step_dir_name, LATEST};
+pub use reader::Checkpoint;
+pub use save::{save, should_save, DELAY_ENV};
+pub use tools::{consolidate, inspect, load_full_params, verify, Consolidated};

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod ckpt;
 pub mod config_show;
 pub mod data;
 pub mod estimate;
@@ -40,6 +41,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: data::DataCommand,
     },
+    /// Checkpoints: inspect, verify, consolidate into one HDF5 file.
+    Ckpt {
+        #[command(subcommand)]
+        cmd: ckpt::CkptCommand,
+    },
 }
 
 /// Runs a parsed command line and returns the process exit status.
@@ -51,6 +57,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Config { cmd } => config_show::run(cmd),
         Command::Bench { what } => bench::run(what),
         Command::Data { cmd } => data::run(cmd),
+        Command::Ckpt { cmd } => ckpt::run(cmd),
     };
     match result {
         Ok(()) => 0,

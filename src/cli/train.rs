@@ -5,8 +5,9 @@
 //! 2. Build the backend, the model, the engine (this rank's states) and the data.
 //! 3. Loop: one optimizer step, metrics, evaluation, checkpoint.
 //!    Any error from here on aborts the whole job (`dist::abort_on_error`).
+use crate::checkpoint;
 use crate::config::{Config, DataSource, ModelKind};
-use crate::data::{open_source, BatchSource, LoaderSpec, Split};
+use crate::data::{open_source, BatchSource, LoaderSpec, LoaderState, Split};
 use crate::device::Cpu;
 use crate::dist::{abort_on_error, eprint_line, Dist, ScalarOp};
 use crate::metrics::{
@@ -61,7 +62,12 @@ fn agree_on_config(dist: Dist, local: anyhow::Result<Config>) -> (Dist, Config) 
     std::process::exit(1)
 }
 
-fn open_split(dist: &Dist, cfg: &Config, split: Split) -> anyhow::Result<Box<dyn BatchSource>> {
+fn open_split(
+    dist: &Dist,
+    cfg: &Config,
+    split: Split,
+    resume: Option<LoaderState>,
+) -> anyhow::Result<Box<dyn BatchSource>> {
     let spec = LoaderSpec {
         rank: dist.rank(),
         world: dist.size(),
@@ -75,17 +81,19 @@ fn open_split(dist: &Dist, cfg: &Config, split: Split) -> anyhow::Result<Box<dyn
         split,
         prefetch: cfg.data.prefetch,
     };
-    open_source(&cfg.data, &cfg.model, spec, None)
+    open_source(&cfg.data, &cfg.model, spec, resume)
 }
 
 fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
     let backend = Arc::new(Cpu::new(cfg.system.threads));
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
     let mut engine = Engine::new(dist, backend, model, cfg)?;
-    let mut train_data = open_split(dist, cfg, Split::Train)?;
+    let resumed = checkpoint::resume(dist, &mut engine, cfg)?;
+    let start = resumed.as_ref().map_or(0, |r| r.step as usize);
+    let mut train_data = open_split(dist, cfg, Split::Train, resumed.map(|r| r.loader))?;
     let evaluating = cfg.train.eval_every > 0 && cfg.train.eval_batches > 0;
     if evaluating {
-        open_split(dist, cfg, Split::Val)?; // fail early on a missing or short val split
+        open_split(dist, cfg, Split::Val, None)?; // fail early on a missing or short val split
     }
     let mut metrics = match (dist.is_root(), cfg.log.metrics.as_str()) {
         (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), false)?),
@@ -100,9 +108,9 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
     } else {
         1
     };
-    let progress = Progress::new(dist.is_root(), 0, cfg.train.steps as u64, cfg.log.every);
+    let progress = Progress::new(dist.is_root(), start as u64, cfg.train.steps as u64, cfg.log.every);
     let mut last = None;
-    for step in 0..cfg.train.steps {
+    for step in start..cfg.train.steps {
         let lr = crate::optim::lr_at(&cfg.train, step);
         let t0 = Instant::now();
         let wait0 = train_data.wait_ms();
@@ -136,6 +144,9 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
             progress.update(&rec);
             last = Some(rec);
         }
+        if checkpoint::should_save(cfg, step as u64 + 1, is_last) {
+            checkpoint::save(dist, &engine, cfg, step as u64 + 1, train_data.state())?;
+        }
     }
     progress.finish();
     if let (true, Some(rec)) = (dist.is_root(), last) {
@@ -155,7 +166,7 @@ fn evaluate<B: crate::device::Backend>(
     cfg: &Config,
     engine: &mut Engine<'_, B>,
 ) -> anyhow::Result<f64> {
-    let mut data = open_split(dist, cfg, Split::Val)?;
+    let mut data = open_split(dist, cfg, Split::Val, None)?;
     let mut sum = 0.0;
     for _ in 0..cfg.train.eval_batches {
         let batch = data.next_batch()?;

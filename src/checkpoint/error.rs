@@ -1,0 +1,55 @@
+//! Typed errors of the `checkpoint` part; every variant names the file or directory.
+use std::path::PathBuf;
+
+/// A checkpoint that cannot be written, found, trusted or loaded into this run.
+#[derive(Debug, thiserror::Error)]
+pub enum CkptError {
+    /// The path holds neither `meta.json` nor a `latest` pointer.
+    #[error("{}: not a checkpoint (no meta.json and no `latest` pointer)", path.display())]
+    NotACheckpoint { path: PathBuf },
+    /// `latest` names a directory that does not exist or is incomplete.
+    #[error("{}: names {target:?}, which is not a complete checkpoint ({why})", latest.display())]
+    DanglingLatest {
+        latest: PathBuf,
+        target: String,
+        why: String,
+    },
+    /// A rank file listed in `meta.json` is absent.
+    #[error("{}: rank file missing (checkpoint written by {world} ranks)", path.display())]
+    MissingRankFile { path: PathBuf, world: usize },
+    /// A file's checksum or size differs from `meta.json`.
+    #[error("{}: corrupt: {what}", path.display())]
+    Corrupt { path: PathBuf, what: String },
+    /// The checkpoint holds another model than this run builds.
+    #[error("checkpoint {} is of a different model: {msg}", dir.display())]
+    DifferentModel { dir: PathBuf, msg: String },
+    /// The checkpoint cannot continue this run (optimizer, data position...).
+    #[error("checkpoint {}: {msg}", dir.display())]
+    Incompatible { dir: PathBuf, msg: String },
+    /// `meta.json` is unreadable or inconsistent with itself.
+    #[error("{}: {msg}", path.display())]
+    Meta { path: PathBuf, msg: String },
+    /// An HDF5 error on a rank file.
+    #[error("{}: {msg}", path.display())]
+    Hdf5 { path: PathBuf, msg: String },
+    /// Plain file-system error.
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
+}
+
+impl CkptError {
+    pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> CkptError {
+        CkptError::Io {
+            path: path.into(),
+            err,
+        }
+    }
+    pub fn hdf5(path: impl Into<PathBuf>, what: &str, e: hdf5::Error) -> CkptError {
+        CkptError::Hdf5 {
+            path: path.into(),
+            msg: format!("{what}: {e}"),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CkptError>;

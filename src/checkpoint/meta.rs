@@ -1,0 +1,274 @@
+//! `meta.json`: what a checkpoint holds and how it was sharded. Written by rank 0 after
+//! every rank file is on disk; read by every rank on resume and by the tools.
+use super::error::{CkptError, Result};
+use crate::config::{Config, DType, ModelConfig, OptimizerKind};
+use crate::data::LoaderState;
+use crate::model::UnitSpec;
+use crate::optim::LossScaler;
+use crate::zero::UnitLayout;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Version of the on-disk layout (docs/checkpoint-format.md).
+pub const FORMAT: u32 = 1;
+/// Name of the metadata file in a step directory.
+pub const META_FILE: &str = "meta.json";
+
+/// One unit as the writing run laid it out.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct UnitEntry {
+    pub name: String,
+    /// Real elements.
+    pub numel: usize,
+    /// Elements after padding at the writing world size.
+    pub padded: usize,
+}
+
+/// One rank file with its size and CRC-32.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    /// CRC-32 (IEEE) of the whole file, 8 hex digits.
+    pub crc32: String,
+}
+
+/// Contents of `meta.json`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Meta {
+    pub format: u32,
+    /// Training steps done (the loop continues at this step).
+    pub step: u64,
+    /// Optimizer updates done (fp16 steps skipped on overflow not counted): Adam's
+    /// bias-correction step.
+    pub optimizer_steps: u64,
+    /// World size, ZeRO stage and dtypes of the writing run.
+    pub world: usize,
+    pub stage: u8,
+    pub dtype: DType,
+    pub reduce_dtype: DType,
+    pub optimizer: OptimizerKind,
+    /// Names of the optimizer state datasets, in the optimizer's order.
+    pub state_names: Vec<String>,
+    pub model: ModelConfig,
+    pub units: Vec<UnitEntry>,
+    /// Train loader position after the last step's batches.
+    pub loader: LoaderState,
+    pub scaler: LossScaler,
+    /// CRC-32 of the resolved config TOML without `[checkpoint]` and `[log]`
+    /// ([`config_digest`]), 8 hex digits.
+    pub config_crc32: String,
+    /// `files[r]` is rank r's file.
+    pub files: Vec<FileEntry>,
+}
+
+/// The CRC-32 of the resolved configuration TOML, as recorded in `meta.json`. The
+/// `[checkpoint]` and `[log]` sections are left out (reset to defaults): a resumed run
+/// naturally changes them.
+pub fn config_digest(cfg: &Config) -> String {
+    let mut c = cfg.clone();
+    c.checkpoint = Default::default();
+    c.log = Default::default();
+    format!("{:08x}", crc32fast::hash(c.to_toml().as_bytes()))
+}
+
+impl Meta {
+    /// Reads and checks `dir/meta.json`.
+    pub fn read(dir: &Path) -> Result<Meta> {
+        let path = dir.join(META_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| CkptError::io(&path, e))?;
+        let meta: Meta = serde_json::from_str(&text).map_err(|e| CkptError::Meta {
+            path: path.clone(),
+            msg: format!("not a valid checkpoint description: {e}"),
+        })?;
+        meta.check(&path)?;
+        Ok(meta)
+    }
+
+    /// Writes `dir/meta.json` and fsyncs it.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(META_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|e| CkptError::Meta {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        super::fsio::write_synced(&path, text.as_bytes())
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        let bad = |msg: String| {
+            Err(CkptError::Meta {
+                path: path.to_path_buf(),
+                msg,
+            })
+        };
+        if self.format != FORMAT {
+            return bad(format!(
+                "format {} is not supported (this build reads {FORMAT})",
+                self.format
+            ));
+        }
+        if self.world == 0 || self.files.len() != self.world {
+            return bad(format!(
+                "world {} but {} rank files listed",
+                self.world,
+                self.files.len()
+            ));
+        }
+        for u in &self.units {
+            if u.padded < u.numel || u.padded % self.world != 0 {
+                return bad(format!(
+                    "unit {}: padded size {} does not fit {} elements over {} ranks",
+                    u.name, u.padded, u.numel, self.world
+                ));
+            }
+        }
+        for f in &self.files {
+            if f.name.contains('/') || f.name.contains("..") {
+                return bad(format!("rank file name {:?} leaves the directory", f.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unit `u` laid out as the writing run had it.
+    pub fn unit_layout(&self, u: usize) -> UnitLayout {
+        let e = &self.units[u];
+        let canonical_offset = self.units[..u].iter().map(|x| x.numel).sum();
+        UnitLayout {
+            name: e.name.clone(),
+            numel: e.numel,
+            padded: e.padded,
+            shard: e.padded / self.world,
+            canonical_offset,
+        }
+    }
+
+    /// Real parameters.
+    pub fn numel(&self) -> usize {
+        self.units.iter().map(|u| u.numel).sum()
+    }
+
+    /// Errors unless the unit table matches `model` (names and element counts).
+    pub fn check_model(&self, dir: &Path, model: &[UnitSpec]) -> Result<()> {
+        let diff = |msg: String| {
+            Err(CkptError::DifferentModel {
+                dir: dir.to_path_buf(),
+                msg,
+            })
+        };
+        if self.units.len() != model.len() {
+            return diff(format!(
+                "it has {} units, this model {}",
+                self.units.len(),
+                model.len()
+            ));
+        }
+        for (c, m) in self.units.iter().zip(model) {
+            if c.name != m.name {
+                return diff(format!(
+                    "unit {} is called {:?} there, {:?} here",
+                    m.name, c.name, m.name
+                ));
+            }
+            if c.numel != m.numel {
+                return diff(format!(
+                    "unit {} has {} elements, this model {}",
+                    c.name, c.numel, m.numel
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Path of rank r's file inside `dir`.
+    pub fn rank_path(&self, dir: &Path, r: usize) -> PathBuf {
+        dir.join(&self.files[r].name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Sampling;
+
+    fn meta() -> Meta {
+        let cfg = Config::default();
+        let units: Vec<UnitEntry> = crate::model::unit_specs(&cfg.model)
+            .iter()
+            .map(|u| UnitEntry {
+                name: u.name.clone(),
+                numel: u.numel,
+                padded: u.numel.div_ceil(32) * 32,
+            })
+            .collect();
+        Meta {
+            format: FORMAT,
+            step: 3,
+            optimizer_steps: 3,
+            world: 2,
+            stage: 1,
+            dtype: DType::Bf16,
+            reduce_dtype: DType::Fp32,
+            optimizer: OptimizerKind::Adamw,
+            state_names: vec!["exp_avg".into(), "exp_avg_sq".into()],
+            model: cfg.model.clone(),
+            units,
+            loader: LoaderState::start(Sampling::Random),
+            scaler: LossScaler::disabled(),
+            config_crc32: config_digest(&cfg),
+            files: (0..2)
+                .map(|r| FileEntry {
+                    name: super::super::paths::rank_file_name(r),
+                    bytes: 1,
+                    crc32: "00000000".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_model_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = meta();
+        m.write(dir.path()).unwrap();
+        let back = Meta::read(dir.path()).unwrap();
+        assert_eq!(back, m);
+        let specs = crate::model::unit_specs(&m.model);
+        m.check_model(dir.path(), &specs).unwrap();
+        let mut other = m.model.clone();
+        other.d_model = 48;
+        let e = m
+            .check_model(dir.path(), &crate::model::unit_specs(&other))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is of a different model: unit embed has"), "{e}");
+        assert_eq!(m.unit_layout(1).canonical_offset, m.units[0].numel);
+    }
+
+    #[test]
+    fn inconsistent_meta_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = meta();
+        m.files.pop();
+        m.write(dir.path()).unwrap();
+        let e = Meta::read(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("meta.json") && e.contains("1 rank files listed"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join(META_FILE), "{").unwrap();
+        assert!(Meta::read(dir.path()).is_err());
+    }
+
+    #[test]
+    fn digest_ignores_checkpoint_and_log_sections() {
+        let mut cfg = Config::default();
+        let d = config_digest(&cfg);
+        cfg.checkpoint.resume = "auto".into();
+        cfg.log.every = 1;
+        assert_eq!(config_digest(&cfg), d);
+        cfg.train.lr = 0.5;
+        assert_ne!(config_digest(&cfg), d);
+    }
+}
