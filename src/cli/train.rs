@@ -96,7 +96,7 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
         open_split(dist, cfg, Split::Val, None)?; // fail early on a missing or short val split
     }
     let mut metrics = match (dist.is_root(), cfg.log.metrics.as_str()) {
-        (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), false)?),
+        (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), start > 0)?),
         _ => None,
     };
     if dist.is_root() {
