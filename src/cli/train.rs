@@ -37,29 +37,67 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .map(|c| c.system.cuda_aware.clone())
         .unwrap_or_else(|_| "auto".into());
     let dist = Dist::init(&cuda_aware)?;
-    let local = loaded.and_then(|c| c.validate(dist.size()).map(|_| c));
-    let (dist, cfg) = agree_on_config(dist, local.map_err(anyhow::Error::from));
-    if let Err(e) = train(&dist, &cfg) {
-        abort_on_error(&dist, &e);
+    if run_job(&dist, loaded.map_err(anyhow::Error::from)).is_err() {
+        drop(dist); // MPI_Finalize on every rank: a clean, non-zero exit
+        std::process::exit(1);
     }
     Ok(())
 }
 
-/// Every rank reports whether its config is good; if any is not, every rank prints its
-/// error (or that another rank failed), waits for the others at a barrier (so mpirun does
-/// not kill a rank before it has printed) and the process exits non-zero. Nobody proceeds
-/// to a collective that a failed rank would never join.
-fn agree_on_config(dist: Dist, local: anyhow::Result<Config>) -> (Dist, Config) {
+/// An error every rank has already printed (see [`agree`]).
+struct Reported;
+
+/// Set-up errors (config, data, model, checkpoint) are agreed on before training, so every
+/// rank reports them and exits cleanly; errors inside the loop abort the job.
+fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> {
+    let cfg = agree(
+        dist,
+        loaded.and_then(|c| Ok(c.validate(dist.size()).map(|_| c)?)),
+    )?;
+    let backend = Arc::new(Cpu::new(cfg.system.threads));
+    let mut engine = agree(dist, build_engine(dist, &cfg, backend))?;
+    // Collective, but every rank checks the checkpoint before its first collective and all
+    // agree on the outcome, so a bad checkpoint fails alike on every rank.
+    let resumed = agree(dist, checkpoint::resume(dist, &mut engine, &cfg))?;
+    if let Err(e) = train(dist, &cfg, engine, resumed) {
+        abort_on_error(dist, &e);
+    }
+    Ok(())
+}
+
+/// Every rank reports whether its part succeeded; if any failed, every rank prints its
+/// error (or that another rank failed) and waits for the others at a barrier (so mpirun
+/// does not kill a rank before it has printed). Nobody proceeds to a collective that a
+/// failed rank would never join.
+fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
     let failed = dist.all_reduce_f64(if local.is_err() { 1.0 } else { 0.0 }, ScalarOp::Sum);
     let message = match local {
         Err(e) => format!("{e:#}"),
-        Ok(cfg) if failed == 0.0 => return (dist, cfg),
-        Ok(_) => "another rank rejected the configuration".to_string(),
+        Ok(v) if failed == 0.0 => return Ok(v),
+        Ok(_) => "another rank failed during set-up".to_string(),
     };
     eprint_line(&format!("error: rank {}: {message}", dist.rank()));
     let _ = dist.barrier();
-    drop(dist); // MPI_Finalize on every rank: a clean, non-zero exit
-    std::process::exit(1)
+    Err(Reported)
+}
+
+/// The model, this rank's states, and a check that the data opens (no collectives).
+fn build_engine<'d>(
+    dist: &'d Dist,
+    cfg: &Config,
+    backend: Arc<Cpu>,
+) -> anyhow::Result<Engine<'d, Cpu>> {
+    let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
+    let engine = Engine::new(dist, backend, model, cfg)?;
+    open_split(dist, cfg, Split::Train, None)?;
+    if evaluating(cfg) {
+        open_split(dist, cfg, Split::Val, None)?;
+    }
+    Ok(engine)
+}
+
+fn evaluating(cfg: &Config) -> bool {
+    cfg.train.eval_every > 0 && cfg.train.eval_batches > 0
 }
 
 fn open_split(
@@ -84,17 +122,14 @@ fn open_split(
     open_source(&cfg.data, &cfg.model, spec, resume)
 }
 
-fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
-    let backend = Arc::new(Cpu::new(cfg.system.threads));
-    let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
-    let mut engine = Engine::new(dist, backend, model, cfg)?;
-    let resumed = checkpoint::resume(dist, &mut engine, cfg)?;
+fn train(
+    dist: &Dist,
+    cfg: &Config,
+    mut engine: Engine<'_, Cpu>,
+    resumed: Option<checkpoint::Resumed>,
+) -> anyhow::Result<()> {
     let start = resumed.as_ref().map_or(0, |r| r.step as usize);
     let mut train_data = open_split(dist, cfg, Split::Train, resumed.map(|r| r.loader))?;
-    let evaluating = cfg.train.eval_every > 0 && cfg.train.eval_batches > 0;
-    if evaluating {
-        open_split(dist, cfg, Split::Val, None)?; // fail early on a missing or short val split
-    }
     let mut metrics = match (dist.is_root(), cfg.log.metrics.as_str()) {
         (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), start > 0)?),
         _ => None,
@@ -108,7 +143,12 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
     } else {
         1
     };
-    let progress = Progress::new(dist.is_root(), start as u64, cfg.train.steps as u64, cfg.log.every);
+    let progress = Progress::new(
+        dist.is_root(),
+        start as u64,
+        cfg.train.steps as u64,
+        cfg.log.every,
+    );
     let mut last = None;
     for step in start..cfg.train.steps {
         let lr = crate::optim::lr_at(&cfg.train, step);
@@ -118,7 +158,7 @@ fn train(dist: &Dist, cfg: &Config) -> anyhow::Result<()> {
         let step_ms = t0.elapsed().as_secs_f64() * 1e3;
         let data_wait_ms = train_data.wait_ms() - wait0;
         let is_last = step + 1 == cfg.train.steps;
-        let val_loss = if evaluating && ((step + 1) % cfg.train.eval_every == 0 || is_last) {
+        let val_loss = if evaluating(cfg) && ((step + 1) % cfg.train.eval_every == 0 || is_last) {
             Some(evaluate(dist, cfg, &mut engine)?)
         } else {
             None
