@@ -85,13 +85,6 @@ pub fn exp(x: f32) -> f32 {
     er * pow2
 }
 
-/// tanh through one exp: 1 - 2 / (e^{2u} + 1). Absolute error about 2e-7; exact ±1 far
-/// from 0.
-#[inline(always)]
-pub fn tanh(u: f32) -> f32 {
-    1.0 - 2.0 / (exp(2.0 * u) + 1.0)
-}
-
 /// Sum of the lanes of an accumulator.
 #[inline(always)]
 fn hsum(acc: [f32; LANES]) -> f32 {
@@ -188,16 +181,6 @@ mod tests {
         assert!(worst < 1e-6, "worst relative error {worst}");
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1e-37 && exp(1000.0) > 1e38);
-    }
-
-    #[test]
-    fn tanh_matches_std() {
-        for i in -2000..2000 {
-            let u = i as f32 * 0.01;
-            assert!((tanh(u) - u.tanh()).abs() < 1e-6, "tanh({u})");
-        }
-        assert_eq!(tanh(50.0), 1.0);
-        assert_eq!(tanh(-50.0), -1.0);
     }
 
     #[test]
