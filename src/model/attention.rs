@@ -218,7 +218,7 @@ mod tests {
         let n = d.b * d.t;
         let rnd = |k: usize, len: usize| -> Vec<f32> {
             (0..len)
-                .map(|i| (((i * 7919 + k * 104729) % 1000) as f32 / 500.0 - 1.0))
+                .map(|i| ((i * 7919 + k * 104729) % 1000) as f32 / 500.0 - 1.0)
                 .collect()
         };
         let (qkv_h, dy_h) = (rnd(1, n * 3 * d.c), rnd(2, n * d.c));
