@@ -75,6 +75,19 @@ pub trait Backend: Send {
         bias: Option<(&Self::Buf, usize)>,
         resid: Option<&Self::Buf>,
     );
+    /// out: (rows, cols); `out[r, :] = bias[boff..boff+cols] + resid[r, :]` (resid
+    /// optional): a linear layer's output before its GEMM with beta = 1 adds `x W`.
+    fn bias_residual_set(
+        &self,
+        out: &mut Self::Buf,
+        rows: usize,
+        cols: usize,
+        bias: (&Self::Buf, usize),
+        resid: Option<&Self::Buf>,
+    ) {
+        self.fill(out, 0, rows * cols, 0.0);
+        self.bias_residual(out, rows, cols, Some(bias), resid);
+    }
     /// dout: (rows, cols); `db[dboff..dboff+cols] += column sums of dout`.
     fn bias_bwd(
         &self,

@@ -22,9 +22,13 @@ impl Linear {
         n: usize,
         resid: Option<&B::Buf>,
     ) {
-        let g = Gemm::new(n, self.dout, self.din, false, false).offsets(0, self.w, 0);
+        // bias (+ resid) first, then the product accumulates onto it (beta = 1): one
+        // pass over out instead of BLAS zeroing it and a second pass adding the bias.
+        be.bias_residual_set(out, n, self.dout, (params, self.b), resid);
+        let g = Gemm::new(n, self.dout, self.din, false, false)
+            .offsets(0, self.w, 0)
+            .scaled(1.0, 1.0);
         be.gemm(&g, x, params, out);
-        be.bias_residual(out, n, self.dout, Some((params, self.b)), resid);
     }
 
     /// Given dy (n, dout): grads += dW = xᵀ dy and db = colsum(dy); when `dx` is given,

@@ -1,9 +1,10 @@
 //! `zerotrain bench step`: single-process training-step throughput (forward, backward and
 //! an AdamW update over the flat parameters) of a GPT on the CPU backend.
-use crate::config::{ModelConfig, ModelKind};
+use crate::config::{ModelConfig, ModelKind, OptimizerKind, TrainConfig};
 use crate::data::batch::Batch;
 use crate::device::{Backend, Cpu};
-use crate::model::{build_model, LocalState};
+use crate::model::{build_model, LocalState, UnitSpec};
+use crate::optim::{build_optimizer, Optimizer, StepHyper};
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -36,38 +37,65 @@ pub struct StepArgs {
     pub steps: usize,
 }
 
-/// AdamW moments over all units' parameters (host slices), for this benchmark only.
-struct AdamW {
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    t: i32,
+/// AdamW from `crate::optim` over every unit's whole parameter buffer, one optimizer
+/// whose state is the units laid end to end (unit u's state starts at `offsets[u]`),
+/// weight decay per tensor as the model's specs say.
+struct Updater {
+    opt: Box<dyn Optimizer>,
+    offsets: Vec<usize>,
+    specs: Vec<UnitSpec>,
+    step: u64,
+    lr: f32,
 }
 
-impl AdamW {
-    const LR: f32 = 1e-3;
-    const B1: f32 = 0.9;
-    const B2: f32 = 0.95;
-    const WD: f32 = 0.1;
+impl Updater {
+    fn new(cfg: &TrainConfig, specs: &[UnitSpec]) -> Updater {
+        let mut offsets = Vec::with_capacity(specs.len());
+        let mut total = 0;
+        for s in specs {
+            offsets.push(total);
+            total += s.numel;
+        }
+        Updater {
+            opt: build_optimizer(cfg, total),
+            offsets,
+            specs: specs.to_vec(),
+            step: 0,
+            lr: cfg.lr as f32,
+        }
+    }
 
     fn step(&mut self, be: &Cpu, st: &mut LocalState<Cpu>) {
-        self.t += 1;
-        let (c1, c2) = (1.0 - Self::B1.powi(self.t), 1.0 - Self::B2.powi(self.t));
+        self.step += 1;
+        let hp = StepHyper {
+            lr: self.lr,
+            step: self.step,
+        };
         for (u, (p, g)) in st.params.iter_mut().zip(&st.grads).enumerate() {
             let (Some(p), Some(g)) = (be.host_mut(p), be.host(g)) else {
                 continue;
             };
-            let it = p
-                .iter_mut()
-                .zip(g)
-                .zip(self.m[u].iter_mut().zip(self.v[u].iter_mut()));
-            for ((p, g), (m, v)) in it {
-                *m = Self::B1 * *m + (1.0 - Self::B1) * g;
-                *v = Self::B2 * *v + (1.0 - Self::B2) * g * g;
-                let upd = (*m / c1) / ((*v / c2).sqrt() + 1e-8);
-                *p -= Self::LR * (upd + Self::WD * *p);
+            for t in &self.specs[u].tensors {
+                let r = t.offset..t.offset + t.numel();
+                let off = self.offsets[u] + t.offset;
+                self.opt.update(off, &mut p[r.clone()], &g[r], t.decay, &hp);
             }
         }
     }
+}
+
+/// CPU time of this process so far, in seconds (all threads).
+fn process_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 pub fn run(a: StepArgs) -> anyhow::Result<()> {
@@ -87,11 +115,15 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
     let be = Arc::new(Cpu::new(a.threads));
     let mut model = build_model(&cfg, a.batch, be.clone())?;
     let mut st = LocalState::new(&*be, &*model, 1337)?;
-    let mut opt = AdamW {
-        m: model.units().iter().map(|u| vec![0.0; u.numel]).collect(),
-        v: model.units().iter().map(|u| vec![0.0; u.numel]).collect(),
-        t: 0,
+    // AdamW as nanoGPT trains (lr 1e-3, betas 0.9/0.95, weight decay 0.1).
+    let tcfg = TrainConfig {
+        optimizer: OptimizerKind::Adamw,
+        lr: 1e-3,
+        betas: [0.9, 0.95],
+        weight_decay: 0.1,
+        ..TrainConfig::default()
     };
+    let mut opt = Updater::new(&tcfg, model.units());
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n = a.batch * a.ctx;
     let tokens: Vec<u32> = (0..n + 1)
@@ -113,13 +145,15 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
     for _ in 0..3 {
         step(&mut *model)?;
     }
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), process_cpu_s());
     let mut loss = 0.0;
     for _ in 0..a.steps {
         loss = step(&mut *model)?;
     }
     be.sync()?;
     let step_s = t0.elapsed().as_secs_f64() / a.steps as f64;
+    // CPU time per step: on a shared machine it is steadier than wall time.
+    let cpu_s = (process_cpu_s() - c0) / a.steps as f64;
     let name = format!(
         "gpt-L{}-H{}-C{}-T{}-V{}-B{}",
         a.n_layer, a.n_head, a.d_model, a.ctx, a.vocab, a.batch
@@ -129,6 +163,7 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
         let o = serde_json::json!({
             "model": name, "params": crate::model::param_count(&cfg), "threads": a.threads,
             "batch": a.batch, "ctx": a.ctx, "tokens_per_s": tps.round(), "step_ms": step_s * 1e3,
+            "cpu_ms": cpu_s * 1e3,
             "loss": loss,
         });
         println!("{o}");

@@ -4,6 +4,7 @@ mod blas;
 mod elementwise;
 mod embed;
 mod norm;
+mod simd;
 mod softmax;
 
 use super::{Backend, Gemm};
@@ -122,6 +123,23 @@ impl Backend for Cpu {
             &mut out.0[..n],
             cols,
             bias.map(|(b, off)| &b.0[off..off + cols]),
+            resid.map(|r| &r.0[..n]),
+        );
+    }
+    fn bias_residual_set(
+        &self,
+        out: &mut CpuBuf,
+        rows: usize,
+        cols: usize,
+        bias: (&CpuBuf, usize),
+        resid: Option<&CpuBuf>,
+    ) {
+        let n = rows * cols;
+        let (b, off) = bias;
+        elementwise::bias_residual_set(
+            &mut out.0[..n],
+            cols,
+            &b.0[off..off + cols],
             resid.map(|r| &r.0[..n]),
         );
     }
