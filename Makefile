@@ -2,14 +2,16 @@
 # Both install missing system packages first (scripts/ensure-deps.sh).
 
 CARGO   ?= cargo
-NP      ?= 2
 BIN     := target/release/zerotrain
-# OpenMPI refuses to run as root without these; harmless otherwise.
+# OpenMPI refuses to run as root without these (containers, CI); harmless otherwise.
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
-MPIRUN  ?= mpirun --oversubscribe -np $(NP)
+# Oversubscribed ranks on few cores must yield instead of busy-polling.
+export OMPI_MCA_mpi_yield_when_idle := 1
+MPIRUN  ?= mpirun --oversubscribe --bind-to none
+RUN_DIR := runs/addition
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run data test bench clean
 
 deps:
 	@scripts/ensure-deps.sh
@@ -17,8 +19,18 @@ deps:
 build: deps
 	$(CARGO) build --release
 
-run: build
-	$(MPIRUN) $(BIN) bench comm
+data/addition/manifest.json: | build
+	$(BIN) data synth --task addition --out data/addition --count 100000 --val-count 1000
+
+data: data/addition/manifest.json
+
+# The default job: a small GPT learns 3-digit addition with ZeRO stage 2 on 2 CPU ranks,
+# then answers held-out sums greedily and plots its metrics.
+run: build data
+	rm -rf $(RUN_DIR)
+	$(MPIRUN) -np 2 $(BIN) train --config jobs/configs/addition-cpu.toml
+	$(BIN) sample --checkpoint $(RUN_DIR)/ckpt --data data/addition --eval-addition 1000
+	$(BIN) report $(RUN_DIR)/metrics.jsonl --out $(RUN_DIR)/plots
 
 test:
 	@scripts/ensure-deps.sh --python
@@ -31,3 +43,4 @@ bench: build
 
 clean:
 	$(CARGO) clean
+	rm -rf runs

@@ -63,6 +63,10 @@ pub struct SynthArgs {
     /// Held-out val problems or rows.
     #[arg(long, default_value_t = 1000)]
     val_count: usize,
+    /// addition: zero-pad operands to --digits and the sum to --digits + 1, so every line
+    /// has the same shape (`042+007=0049`): much easier for a small model to learn.
+    #[arg(long)]
+    pad: bool,
     /// addition: digits per operand.
     #[arg(long, default_value_t = 3)]
     digits: u32,
@@ -229,6 +233,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 count: a.count,
                 val_count: a.val_count,
                 digits: a.digits,
+                pad: a.pad,
                 features: a.features,
                 classes: a.classes,
                 hidden: a.hidden,

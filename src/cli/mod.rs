@@ -8,6 +8,7 @@ pub mod config_show;
 pub mod data;
 pub mod estimate;
 pub mod report;
+pub mod sample;
 pub mod train;
 
 /// Data-parallel training with DDP and ZeRO stages 1-3 over MPI.
@@ -24,6 +25,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Per-rank memory of params, grads and optimizer states for stages 0-3.
     Estimate(estimate::EstimateArgs),
+    /// Generate text from a checkpoint, or score held-out sums of the addition task.
+    Sample(sample::SampleArgs),
     /// PNG plots of a metrics file: loss, throughput, memory, communication.
     Report(report::ReportArgs),
     /// Configuration tools.
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Train(a) => train::run(a),
         Command::Estimate(a) => estimate::run(a),
         Command::Report(a) => report::run(a),
+        Command::Sample(a) => sample::run(a),
         Command::Config { cmd } => config_show::run(cmd),
         Command::Bench { what } => bench::run(what),
         Command::Data { cmd } => data::run(cmd),

@@ -219,7 +219,8 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
                     correct += 1;
                 }
                 if examples.len() < 5 {
-                    examples.push(format!("{q}{answer} ({})", if answer == a { "ok" } else { "expected " .to_string() + a }.as_str()));
+                    let verdict = if answer == a { "ok".to_string() } else { format!("expected {a}") };
+                    examples.push(format!("{q}{answer} ({verdict})"));
                 }
             }
         }

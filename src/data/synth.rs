@@ -33,6 +33,8 @@ pub struct SynthOptions {
     pub val_count: usize,
     /// addition: digits of each operand (1..=9).
     pub digits: u32,
+    /// addition: zero-pad operands to `digits` and sums to `digits + 1`.
+    pub pad: bool,
     /// classify: feature dimension, classes, teacher hidden width (0 = linear).
     pub features: usize,
     pub classes: usize,
@@ -96,7 +98,10 @@ fn addition(o: &SynthOptions) -> Result<Manifest> {
     let encode = |ps: &[(u64, u64)]| {
         let text: String = ps
             .iter()
-            .map(|(a, b)| format!("{a}+{b}={}\n", a + b))
+            .map(|(a, b)| match o.pad {
+                true => format!("{a:0w$}+{b:0w$}={:0s$}\n", a + b, w = o.digits as usize, s = o.digits as usize + 1),
+                false => format!("{a}+{b}={}\n", a + b),
+            })
             .collect();
         encode_chars(&text, &vocab).unwrap_or_default()
     };
