@@ -1,18 +1,12 @@
 //! `zerotrain estimate`: per-rank bytes of params, grads and optimizer states for stages
 //! 0 to 3 at a given world size: the sizes the engine allocates (and reports in `mem`).
-use crate::config::Config;
 use crate::zero::{optimizer_states, Layout, StagePlan};
 use clap::Args;
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct EstimateArgs {
-    /// Run configuration (TOML).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Override a key: section.key=value (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub cfg: super::ConfigArgs,
     /// World size (ranks).
     #[arg(long, default_value_t = 1)]
     pub world: usize,
@@ -27,7 +21,7 @@ fn mib(bytes: usize) -> String {
 
 pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.world >= 1, "--world must be at least 1");
-    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    let cfg = args.cfg.load()?;
     cfg.validate(args.world)?;
     let layout = Layout::new(&crate::model::unit_specs(&cfg.model), args.world);
     if !args.json {

@@ -51,6 +51,23 @@ pub enum Command {
     },
 }
 
+/// The run configuration on the command line: a TOML file and `--set` overrides.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Run configuration (TOML); every key has a default.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Override a key: section.key=value (repeatable), e.g. --set zero.stage=2.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::Config::load(self.config.as_deref(), &self.set)
+    }
+}
+
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {

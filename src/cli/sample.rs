@@ -48,9 +48,12 @@ struct Vocab {
 impl Vocab {
     fn load(dir: &Path) -> anyhow::Result<Vocab> {
         let m = Manifest::load(dir)?;
-        let tokens = m
-            .vocab
-            .with_context(|| format!("{}: the manifest has no character vocabulary to sample with", dir.display()))?;
+        let tokens = m.vocab.with_context(|| {
+            format!(
+                "{}: the manifest has no character vocabulary to sample with",
+                dir.display()
+            )
+        })?;
         Ok(Vocab { tokens })
     }
     fn encode(&self, text: &str) -> anyhow::Result<Vec<u32>> {
@@ -61,12 +64,17 @@ impl Vocab {
                     .iter()
                     .position(|t| *t == s)
                     .map(|i| i as u32)
-                    .with_context(|| format!("prompt character {c:?} is not in the dataset's vocabulary"))
+                    .with_context(|| {
+                        format!("prompt character {c:?} is not in the dataset's vocabulary")
+                    })
             })
             .collect()
     }
     fn decode(&self, id: u32) -> &str {
-        self.tokens.get(id as usize).map(String::as_str).unwrap_or("?")
+        self.tokens
+            .get(id as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
     }
 }
 
@@ -81,7 +89,10 @@ impl Generator {
     fn load(checkpoint: &Path, max_batch: usize) -> anyhow::Result<Generator> {
         let (cfg, units) = load_full_params(checkpoint)?;
         if cfg.kind != ModelKind::Gpt {
-            bail!("{}: sampling needs a GPT checkpoint, this one holds an MLP", checkpoint.display());
+            bail!(
+                "{}: sampling needs a GPT checkpoint, this one holds an MLP",
+                checkpoint.display()
+            );
         }
         let backend = Arc::new(Cpu::new(1));
         let model = build_model(&cfg, max_batch, backend.clone())?;
@@ -122,12 +133,22 @@ impl Generator {
 
     /// Continues each row by `max_new` tokens (stopping a row at `stop`), keeping the
     /// last `ctx` tokens as context.
-    fn generate(&mut self, rows: &mut [Vec<u32>], max_new: usize, temperature: f32, stop: Option<u32>, rng: &mut impl Rng) -> anyhow::Result<()> {
+    fn generate(
+        &mut self,
+        rows: &mut [Vec<u32>],
+        max_new: usize,
+        temperature: f32,
+        stop: Option<u32>,
+        rng: &mut impl Rng,
+    ) -> anyhow::Result<()> {
         let ctx = self.cfg.ctx;
         let mut logits = Vec::new();
         let mut done = vec![false; rows.len()];
         for _ in 0..max_new {
-            let window: Vec<Vec<u32>> = rows.iter().map(|r| r[r.len().saturating_sub(ctx)..].to_vec()).collect();
+            let window: Vec<Vec<u32>> = rows
+                .iter()
+                .map(|r| r[r.len().saturating_sub(ctx)..].to_vec())
+                .collect();
             self.last_logits(&window, &mut logits)?;
             for (i, row) in rows.iter_mut().enumerate() {
                 if done[i] {
@@ -157,7 +178,10 @@ fn pick(logits: &[f32], temperature: f32, rng: &mut impl Rng) -> u32 {
         return argmax;
     }
     let max = logits[argmax as usize];
-    let weights: Vec<f64> = logits.iter().map(|&l| (((l - max) / temperature) as f64).exp()).collect();
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&l| (((l - max) / temperature) as f64).exp())
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut x = rng.gen::<f64>() * total;
     for (i, w) in weights.iter().enumerate() {
@@ -208,9 +232,17 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
     for group in by_len.values() {
         for chunk in group.chunks(BATCH) {
             // Each prompt starts a line, as in the training stream.
-            let mut rows = chunk.iter().map(|(q, _)| vocab.encode(&format!("\n{q}"))).collect::<anyhow::Result<Vec<_>>>()?;
+            let mut rows = chunk
+                .iter()
+                .map(|(q, _)| vocab.encode(&format!("\n{q}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
-            let max_answer = chunk.iter().map(|(_, a)| a.chars().count()).max().unwrap_or(1) + 1;
+            let max_answer = chunk
+                .iter()
+                .map(|(_, a)| a.chars().count())
+                .max()
+                .unwrap_or(1)
+                + 1;
             gen.generate(&mut rows, max_answer, 0.0, Some(newline), &mut rng)?;
             for ((row, len), (q, a)) in rows.iter().zip(&lens).zip(chunk) {
                 let answer: String = row[*len..].iter().map(|&t| vocab.decode(t)).collect();
@@ -219,7 +251,11 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
                     correct += 1;
                 }
                 if examples.len() < 5 {
-                    let verdict = if answer == a { "ok".to_string() } else { format!("expected {a}") };
+                    let verdict = if answer == a {
+                        "ok".to_string()
+                    } else {
+                        format!("expected {a}")
+                    };
                     examples.push(format!("{q}{answer} ({verdict})"));
                 }
             }

@@ -16,22 +16,17 @@ use crate::metrics::{
 use crate::model::build_model;
 use crate::zero::{Engine, StepOutcome};
 use clap::Args;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Run configuration (TOML); every key has a default.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Override a key: section.key=value (repeatable), e.g. --set zero.stage=2.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub cfg: super::ConfigArgs,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let loaded = Config::load(args.config.as_deref(), &args.set);
+    let loaded = args.cfg.load();
     let cuda_aware = loaded
         .as_ref()
         .map(|c| c.system.cuda_aware.clone())

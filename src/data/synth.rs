@@ -99,7 +99,12 @@ fn addition(o: &SynthOptions) -> Result<Manifest> {
         let text: String = ps
             .iter()
             .map(|(a, b)| match o.pad {
-                true => format!("{a:0w$}+{b:0w$}={:0s$}\n", a + b, w = o.digits as usize, s = o.digits as usize + 1),
+                true => format!(
+                    "{a:0w$}+{b:0w$}={:0s$}\n",
+                    a + b,
+                    w = o.digits as usize,
+                    s = o.digits as usize + 1
+                ),
                 false => format!("{a}+{b}={}\n", a + b),
             })
             .collect();

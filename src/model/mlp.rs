@@ -180,9 +180,7 @@ impl<B: Backend> Model<B> for Mlp<B> {
             be.relu_fwd(out, n * l.dout);
         } else {
             be.crossentropy_fwd(&mut self.losses, out, &self.targets, n, l.dout);
-            let host = &mut self.losses_host[..n];
-            be.download(&self.losses, host);
-            self.loss = (host.iter().map(|&l| l as f64).sum::<f64>() / n as f64) as f32;
+            self.loss = crate::model::mean_loss(be, &self.losses, &mut self.losses_host[..n]);
         }
         Ok(())
     }

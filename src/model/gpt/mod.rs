@@ -229,9 +229,7 @@ impl<B: Backend> Model<B> for Gpt<B> {
             let g = Gemm::new(n, v, c, false, true).offsets(0, layout::WTE, 0);
             be.gemm(&g, &self.lnf, wte, &mut self.logits);
             be.crossentropy_fwd(&mut self.losses, &self.logits, &self.targets, n, v);
-            let host = &mut self.losses_host[..n];
-            be.download(&self.losses, host);
-            self.loss = (host.iter().map(|&l| l as f64).sum::<f64>() / n as f64) as f32;
+            self.loss = crate::model::mean_loss(be, &self.losses, &mut self.losses_host[..n]);
         }
         Ok(())
     }
