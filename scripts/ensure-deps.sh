@@ -2,7 +2,23 @@
 # Makes sure the system libraries and tools zerotrain builds and runs with are present.
 # As root on Debian/Ubuntu it installs what is missing with apt; otherwise it prints exactly
 # what to install (or `module load` on a cluster) and exits non-zero.
+#
+#   scripts/ensure-deps.sh [--python] [--slurm]
+#     --python  also numpy and h5py for python3 (`make bench`, h5py interoperability tests)
+#     --slurm   also Slurm and munge, for the single-node Slurm test (tests/slurm_job.rs,
+#               scripts/slurm-cluster.sh); without root it only says what to install, and
+#               that test skips.
 set -euo pipefail
+
+want_python=0
+want_slurm=0
+for arg in "$@"; do
+  case $arg in
+    --python) want_python=1 ;;
+    --slurm) want_slurm=1 ;;
+    *) echo "usage: $0 [--python] [--slurm]" >&2; exit 2 ;;
+  esac
+done
 
 need_pkgs=()
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
@@ -36,9 +52,40 @@ fi
 
 # Python numpy/h5py are used by `make bench` (numpy GEMM reference) and by the h5py
 # interoperability tests; optional for `make run`.
-if [ "${1:-}" = "--python" ]; then
+if [ "$want_python" = 1 ]; then
   if ! python3 -c 'import numpy, h5py' >/dev/null 2>&1; then
     echo "ensure-deps: installing numpy and h5py for python3"
     python3 -m pip install -q numpy h5py || echo "ensure-deps: could not install numpy/h5py; the tests that need them will skip" >&2
+  fi
+fi
+
+# Slurm (Debian's slurm-wlm) and munge: the daemons scripts/slurm-cluster.sh starts for the
+# Slurm job test. Optional: the test skips with a message without them.
+if [ "$want_slurm" = 1 ]; then
+  slurm_pkgs=(munge slurmctld slurmd slurm-client slurm-wlm-basic-plugins)
+  missing_slurm=()
+  for p in "${slurm_pkgs[@]}"; do
+    if have_cmd dpkg-query; then
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing_slurm+=("$p")
+    fi
+  done
+  if ! have_cmd dpkg-query; then
+    for c in munged slurmctld slurmd sbatch; do
+      have_cmd "$c" || [ -x "/usr/sbin/$c" ] || { missing_slurm=("${slurm_pkgs[@]}"); break; }
+    done
+  fi
+  if [ ${#missing_slurm[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && have_cmd apt-get; then
+      echo "ensure-deps: installing ${missing_slurm[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      # Package scripts may fail to start the services in a container; the test starts
+      # its own daemons, so that is harmless.
+      apt-get install -y -qq "${missing_slurm[@]}" >/dev/null ||
+        echo "ensure-deps: could not install ${missing_slurm[*]}; the Slurm test will skip" >&2
+    else
+      echo "ensure-deps: Slurm test packages missing: ${missing_slurm[*]} (the Slurm test will skip)" >&2
+      echo "  on Debian/Ubuntu: sudo apt-get install ${missing_slurm[*]}" >&2
+    fi
   fi
 fi
