@@ -33,7 +33,7 @@ run: build data
 	$(BIN) report $(RUN_DIR)/metrics.jsonl --out $(RUN_DIR)/plots
 
 test:
-	@scripts/ensure-deps.sh --python
+	@scripts/ensure-deps.sh --python --slurm
 	$(CARGO) build --features cuda
 	$(CARGO) test --release -- --test-threads=2
 
