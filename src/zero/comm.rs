@@ -15,13 +15,49 @@ pub struct CommStats {
     pub allgather: usize,
     /// Logical volume as the ZeRO paper counts it (an all-reduce counts twice).
     pub volume: usize,
+    /// Time at least one collective was in flight (overlapping ones counted once).
     #[serde(skip)]
     pub comm_ms: f64,
+    /// Time the step waited on collectives.
     #[serde(skip)]
     pub exposed_ms: f64,
+    /// In-flight intervals of this step's collectives, merged into `comm_ms` by `finish`.
+    #[serde(skip)]
+    intervals: Vec<(Instant, Instant)>,
 }
 
 impl CommStats {
+    /// Starts a new step, keeping the interval buffer's capacity (no allocation).
+    pub fn reset(&mut self) {
+        let mut intervals = std::mem::take(&mut self.intervals);
+        intervals.clear();
+        *self = CommStats {
+            intervals,
+            ..CommStats::default()
+        };
+    }
+
+    /// Merges the step's in-flight intervals into `comm_ms`.
+    pub fn finish(&mut self) {
+        self.intervals.sort_unstable_by_key(|i| i.0);
+        let mut total = 0.0;
+        let mut current: Option<(Instant, Instant)> = None;
+        for &(s, e) in &self.intervals {
+            current = match current {
+                Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+                Some((cs, ce)) => {
+                    total += (ce - cs).as_secs_f64();
+                    Some((s, e))
+                }
+                None => Some((s, e)),
+            };
+        }
+        if let Some((cs, ce)) = current {
+            total += (ce - cs).as_secs_f64();
+        }
+        self.comm_ms = total * 1e3;
+    }
+
     fn add_allreduce(&mut self, n: usize) {
         self.allreduce += n;
         self.volume += 2 * n;
@@ -36,9 +72,9 @@ impl CommStats {
     }
     /// Time of a blocking collective: all of it was in flight and all of it exposed.
     fn blocking(&mut self, since: Instant) {
-        let ms = since.elapsed().as_secs_f64() * 1e3;
-        self.comm_ms += ms;
-        self.exposed_ms += ms;
+        let now = Instant::now();
+        self.exposed_ms += (now - since).as_secs_f64() * 1e3;
+        self.intervals.push((since, now));
     }
 }
 
@@ -97,7 +133,7 @@ impl InFlight {
         };
         let now = Instant::now();
         let done = self.done.unwrap_or(now);
-        stats.comm_ms += (done - self.started).as_secs_f64() * 1e3;
+        stats.intervals.push((self.started, done));
         if self.done.is_none() {
             stats.exposed_ms += (now - waited).as_secs_f64() * 1e3;
         }

@@ -281,7 +281,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         next_batch: &mut dyn FnMut() -> anyhow::Result<Batch>,
         lr: f64,
     ) -> anyhow::Result<StepOutcome> {
-        self.stats = CommStats::default();
+        self.stats.reset();
         let accum = self.plan.grad_accum;
         let world = self.layout.world;
         let scale = self.scaler.scale();
@@ -307,6 +307,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         let (grad_norm, skipped) = self.optimizer_step(lr)?;
         let loss =
             comm::sum_scalar(self.dist, loss_sum / accum as f64, &mut self.stats)? / world as f64;
+        self.stats.finish();
         Ok(StepOutcome {
             loss,
             grad_norm,
