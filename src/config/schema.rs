@@ -341,7 +341,7 @@ impl Config {
                         return Err(invalid(file, k, "must be at least 1"));
                     }
                 }
-                if m.d_model % m.n_head != 0 {
+                if !m.d_model.is_multiple_of(m.n_head) {
                     return Err(invalid(
                         file,
                         "model.d_model",
@@ -368,7 +368,8 @@ impl Config {
         if t.grad_accum == 0 {
             return Err(invalid(file, "train.grad_accum", "must be at least 1"));
         }
-        if !(t.lr.is_finite() && t.lr >= 0.0) || !(t.min_lr.is_finite() && t.min_lr >= 0.0) {
+        let usable = |x: f64| x.is_finite() && x >= 0.0;
+        if !usable(t.lr) || !usable(t.min_lr) {
             return Err(invalid(
                 file,
                 "train.lr",
@@ -378,7 +379,7 @@ impl Config {
         if !(0.0..1.0).contains(&t.betas[0]) || !(0.0..1.0).contains(&t.betas[1]) {
             return Err(invalid(file, "train.betas", "both betas must be in [0, 1)"));
         }
-        if !(self.zero.bucket_mb > 0.0) {
+        if self.zero.bucket_mb.is_nan() || self.zero.bucket_mb <= 0.0 {
             return Err(invalid(file, "zero.bucket_mb", "must be positive"));
         }
         if !matches!(

@@ -45,7 +45,7 @@ fn fill<T: Elem>(len: usize, f: impl Fn(usize) -> f32) -> Vec<T> {
 }
 
 impl Report {
-    fn expect<T: Elem>(&mut self, what: &str, got: &[T], want: impl Fn(usize) -> T) -> Result<()> {
+    fn check<T: Elem>(&mut self, what: &str, got: &[T], want: impl Fn(usize) -> T) -> Result<()> {
         for (i, g) in got.iter().enumerate() {
             let w = want(i);
             ensure!(
@@ -68,16 +68,16 @@ fn blocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
             let mut buf: Vec<T> = fill(len, |i| int_val(r, i));
             d.all_reduce(&mut buf, op)?;
             let div = if op == ReduceOp::Avg { n as f32 } else { 1.0 };
-            rep.expect("all_reduce", &buf, |i| T::from_f32(int_sum(n, i) / div))?;
+            rep.check("all_reduce", &buf, |i| T::from_f32(int_sum(n, i) / div))?;
         }
         let send: Vec<T> = fill(len, |i| int_val(r, i));
         let mut wide = vec![0f32; len];
         d.all_reduce_into_f32(&send, &mut wide, ReduceOp::Sum)?;
-        rep.expect("all_reduce_into_f32", &wide, |i| int_sum(n, i))?;
+        rep.check("all_reduce_into_f32", &wide, |i| int_sum(n, i))?;
         for root in [0, n - 1] {
             let mut buf: Vec<T> = fill(len, |i| if r == root { int_val(root, i) } else { 99.0 });
             d.broadcast(&mut buf, root)?;
-            rep.expect("broadcast", &buf, |i| T::from_f32(int_val(root, i)))?;
+            rep.check("broadcast", &buf, |i| T::from_f32(int_val(root, i)))?;
         }
     }
     for b in BLOCKS {
@@ -86,14 +86,14 @@ fn blocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
             let mut recv = vec![T::from_f32(99.0); b];
             d.reduce_scatter(&send, &mut recv, op)?;
             let div = if op == ReduceOp::Avg { n as f32 } else { 1.0 };
-            rep.expect("reduce_scatter", &recv, |i| {
+            rep.check("reduce_scatter", &recv, |i| {
                 T::from_f32(int_sum(n, r * b + i) / div)
             })?;
         }
         let send: Vec<T> = fill(b, |i| int_val(r, i));
         let mut recv = vec![T::from_f32(99.0); b * n];
         d.all_gather(&send, &mut recv)?;
-        rep.expect("all_gather", &recv, |j| {
+        rep.check("all_gather", &recv, |j| {
             T::from_f32(int_val(j / b.max(1), j % b.max(1)))
         })?;
     }
@@ -153,14 +153,14 @@ fn nonblocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
     bar.wait();
     let (out, other) = bc.wait();
     ensure!(other.is_empty(), "ibroadcast returned a second buffer");
-    rep.expect("ibroadcast", &out, |i| T::from_f32(int_val(root, i)))?;
+    rep.check("ibroadcast", &out, |i| T::from_f32(int_val(root, i)))?;
     let (out, send) = ag.wait();
-    rep.expect("iall_gather", &out, |j| T::from_f32(int_val(j / b, j % b)))?;
-    rep.expect("iall_gather returned send", &send, |i| {
+    rep.check("iall_gather", &out, |j| T::from_f32(int_val(j / b, j % b)))?;
+    rep.check("iall_gather returned send", &send, |i| {
         T::from_f32(int_val(r, i))
     })?;
     let (out, send) = rs.wait();
-    rep.expect("ireduce_scatter", &out, |i| {
+    rep.check("ireduce_scatter", &out, |i| {
         T::from_f32(int_sum(n, r * b + i))
     })?;
     ensure!(
@@ -168,7 +168,7 @@ fn nonblocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
         "ireduce_scatter did not return its send buffer"
     );
     let (out, _) = ar.wait();
-    rep.expect("iall_reduce avg", &out, |i| {
+    rep.check("iall_reduce avg", &out, |i| {
         T::from_f32(int_sum(n, i) / n as f32)
     })?;
     let (out, _) = zero.wait();
@@ -198,7 +198,7 @@ fn overlap(d: &Dist, rep: &mut Report) -> Result<()> {
     }
     ensure!(acc.is_finite() && chunks > 0, "compute loop did not run");
     let (out, _) = p.wait();
-    rep.expect("iall_reduce during compute", &out, |i| int_sum(n, i))
+    rep.check("iall_reduce during compute", &out, |i| int_sum(n, i))
 }
 
 /// Half sums (n-1 additions, each rounding once to T with unit roundoff u) must be within
@@ -288,25 +288,25 @@ fn device<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
         let dev = |data: Vec<T>| FakeDevice { data, offer_ptr };
         let mut buf = dev(fill(13, |i| int_val(r, i)));
         d.all_reduce_device(&mut buf, &mut staging, ReduceOp::Sum)?;
-        rep.expect("all_reduce_device", &buf.data, |i| {
+        rep.check("all_reduce_device", &buf.data, |i| {
             T::from_f32(int_sum(n, i))
         })?;
         let b = 7;
         let mut send = dev(fill(b * n, |j| int_val(r, j)));
         let mut recv = dev(vec![T::default(); b]);
         d.reduce_scatter_device(&mut send, &mut recv, &mut staging, ReduceOp::Sum)?;
-        rep.expect("reduce_scatter_device", &recv.data, |i| {
+        rep.check("reduce_scatter_device", &recv.data, |i| {
             T::from_f32(int_sum(n, r * b + i))
         })?;
         let mut send = dev(fill(b, |i| int_val(r, i)));
         let mut recv = dev(vec![T::default(); b * n]);
         d.all_gather_device(&mut send, &mut recv, &mut staging)?;
-        rep.expect("all_gather_device", &recv.data, |j| {
+        rep.check("all_gather_device", &recv.data, |j| {
             T::from_f32(int_val(j / b, j % b))
         })?;
         let mut buf = dev(fill(5, |i| if r == 0 { int_val(0, i) } else { 99.0 }));
         d.broadcast_device(&mut buf, 0, &mut staging)?;
-        rep.expect("broadcast_device", &buf.data, |i| {
+        rep.check("broadcast_device", &buf.data, |i| {
             T::from_f32(int_val(0, i))
         })?;
     }
