@@ -151,10 +151,11 @@ impl Generator {
                 .collect();
             self.last_logits(&window, &mut logits)?;
             for (i, row) in rows.iter_mut().enumerate() {
-                if done[i] {
-                    continue;
-                }
-                let next = pick(&logits[i], temperature, rng);
+                // Finished rows repeat the stop token, so all rows keep one length.
+                let next = match (done[i], stop) {
+                    (true, Some(s)) => s,
+                    _ => pick(&logits[i], temperature, rng),
+                };
                 row.push(next);
                 done[i] = Some(next) == stop;
             }
@@ -245,8 +246,8 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
                 + 1;
             gen.generate(&mut rows, max_answer, 0.0, Some(newline), &mut rng)?;
             for ((row, len), (q, a)) in rows.iter().zip(&lens).zip(chunk) {
-                let answer: String = row[*len..].iter().map(|&t| vocab.decode(t)).collect();
-                let answer = answer.trim_end_matches('\n');
+                let answer: String = row[*len..].iter().take_while(|&&t| t != newline).map(|&t| vocab.decode(t)).collect();
+                let answer = answer.as_str();
                 if answer == a {
                     correct += 1;
                 }
