@@ -32,12 +32,12 @@ impl Backend for Cuda {
     fn alloc(&self, len: usize) -> anyhow::Result<CudaBuf> {
         let s = self
             .stream
-            .alloc_zeros::<f32>(len)
+            .alloc_zeros::<f32>(len.max(1))
             .map_err(|e| anyhow::anyhow!("cannot allocate {len} f32 on the device: {e}"))?;
-        Ok(CudaBuf::new(s, &self.mem))
+        Ok(CudaBuf::new(s, len, &self.mem))
     }
     fn len(&self, buf: &CudaBuf) -> usize {
-        buf.s.len()
+        buf.len
     }
     fn upload_at(&self, dst: &mut CudaBuf, offset: usize, src: &[f32]) {
         if src.is_empty() {
@@ -75,9 +75,9 @@ impl Backend for Cuda {
     fn alloc_ids(&self, len: usize) -> anyhow::Result<CudaIds> {
         let s = self
             .stream
-            .alloc_zeros::<u32>(len)
+            .alloc_zeros::<u32>(len.max(1))
             .map_err(|e| anyhow::anyhow!("cannot allocate {len} ids on the device: {e}"))?;
-        Ok(CudaIds::new(s, &self.mem))
+        Ok(CudaIds::new(s, len, &self.mem))
     }
     fn upload_ids(&self, dst: &mut CudaIds, src: &[u32]) {
         if src.is_empty() {
@@ -191,7 +191,7 @@ impl Backend for Cuda {
         }
         // wte holds the rows from wte_off to the end of params (the CPU's view); an id
         // past them yields NaN instead of reading out of bounds.
-        let vocab = (params.s.len() - wte_off) / c;
+        let vocab = (params.len - wte_off) / c;
         let mut ov = out.s.slice_mut(..n * c);
         let iv = ids.s.slice(..n);
         let wte = params.s.slice(wte_off..);
@@ -231,7 +231,7 @@ impl Backend for Cuda {
         let wte_end = if wte_off < wpe_off {
             wpe_off
         } else {
-            grads.s.len()
+            grads.len
         };
         let vocab = (wte_end - wte_off) / c;
         let ov = dout.s.slice(..n * c);

@@ -42,20 +42,24 @@ impl MemCounter {
     }
 }
 
-/// Counts a device slice against its backend's [`MemCounter`] until dropped.
+/// A device slice of `len` elements, counted against its backend's [`MemCounter`] until
+/// dropped. The slice holds at least one element (the driver rejects empty allocations),
+/// so `len` is the length callers see.
 #[derive(Debug)]
 pub struct Counted<T> {
     pub(super) s: CudaSlice<T>,
+    pub(super) len: usize,
     counter: Arc<MemCounter>,
     bytes: usize,
 }
 
 impl<T> Counted<T> {
-    pub(super) fn new(s: CudaSlice<T>, counter: &Arc<MemCounter>) -> Self {
+    pub(super) fn new(s: CudaSlice<T>, len: usize, counter: &Arc<MemCounter>) -> Self {
         let bytes = s.num_bytes();
         counter.add(bytes);
         Counted {
             s,
+            len,
             counter: counter.clone(),
             bytes,
         }
