@@ -15,8 +15,9 @@
 //!   and reductions of up to a few hundred terms summed in another order (error typically
 //!   sqrt(L)·u·Σ|x|, i.e. ~1e-6 relative here).
 //! - GEMM: |got − want| ≤ tol · (|α| |A||B| + |β| |C|) elementwise, the standard bound's
-//!   shape; tol = 1e-5 for full fp32 (k ≤ 96 → k·u ≤ 6e-6), and 2e-3 with TF32 (inputs
-//!   rounded to 10 mantissa bits: 2·2^-11 ≈ 1e-3 per product).
+//!   shape; tol = 1e-5 for full fp32 (k ≤ 96 → k·u ≤ 6e-6), and 4e-3 with TF32 (inputs
+//!   cut to 10 mantissa bits: at most 2^-10 each if truncated, so ≤ 2e-3 per product,
+//!   with margin for the fp32 accumulation; a wrong kernel is off by O(1)).
 #![cfg(feature = "cuda")]
 
 use rand::{Rng, SeedableRng};
@@ -242,7 +243,7 @@ fn gemm_fp32_matches_cpu() {
 
 #[test]
 fn gemm_tf32_matches_cpu() {
-    gemm_conformance(true, 2e-3);
+    gemm_conformance(true, 4e-3);
 }
 
 // ---------------------------------------------------------------- elementwise layers
