@@ -9,7 +9,10 @@
 //! a unit's tensors share one flat buffer. Kernels named `*_bwd` that produce parameter
 //! gradients ACCUMULATE (+=) into them; what they write for activations is stated.
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod gemm;
+pub mod select;
 
 pub use cpu::{Cpu, CpuBuf, CpuIds};
 pub use gemm::Gemm;

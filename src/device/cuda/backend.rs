@@ -1,0 +1,481 @@
+//! [`Backend`] for [`Cuda`]: buffers, copies and kernel launches on the backend's stream.
+//! Shapes and semantics follow the trait's documentation and the CPU backend exactly.
+use super::{block_rows, col_tiles, grid1, warp_rows, Cuda, CudaBuf, CudaIds};
+use crate::device::{Backend, Gemm};
+use cudarc::driver::PushKernelArg;
+
+/// Enqueues kernel `$f` with launch config `$cfg` and arguments (references) `$arg`,
+/// recording a launch failure for the next `sync`.
+macro_rules! launch {
+    ($be:expr, $f:ident, $cfg:expr, $($arg:expr),+ $(,)?) => {{
+        let mut b = $be.stream.launch_builder(&$be.k.$f);
+        $( b.arg($arg); )+
+        // SAFETY: every kernel's argument list matches its CUDA signature in kernels/,
+        // and each buffer argument is a view whose length covers what the kernel indexes
+        // for the sizes passed alongside it.
+        let r = unsafe { b.launch($cfg) };
+        $be.record(stringify!($f), r);
+    }};
+}
+
+fn u(x: usize) -> u64 {
+    x as u64
+}
+
+impl Backend for Cuda {
+    type Buf = CudaBuf;
+    type Ids = CudaIds;
+
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+    fn alloc(&self, len: usize) -> anyhow::Result<CudaBuf> {
+        let s = self
+            .stream
+            .alloc_zeros::<f32>(len.max(1))
+            .map_err(|e| anyhow::anyhow!("cannot allocate {len} f32 on the device: {e}"))?;
+        Ok(CudaBuf::new(s, len, &self.mem))
+    }
+    fn len(&self, buf: &CudaBuf) -> usize {
+        buf.len
+    }
+    fn upload_at(&self, dst: &mut CudaBuf, offset: usize, src: &[f32]) {
+        if src.is_empty() {
+            return;
+        }
+        let mut v = dst.s.slice_mut(offset..offset + src.len());
+        let r = self.stream.memcpy_htod(src, &mut v);
+        self.record("upload", r);
+    }
+    fn download_at(&self, src: &CudaBuf, offset: usize, dst: &mut [f32]) {
+        if dst.is_empty() {
+            return;
+        }
+        let v = src.s.slice(offset..offset + dst.len());
+        let r = self.stream.memcpy_dtoh(&v, dst);
+        let ok = self.record("download", r).is_some()
+            && self.record("download", self.stream.synchronize()).is_some();
+        if !ok {
+            dst.fill(f32::NAN);
+        }
+    }
+    fn host<'a>(&self, _buf: &'a CudaBuf) -> Option<&'a [f32]> {
+        None
+    }
+    fn host_mut<'a>(&self, _buf: &'a mut CudaBuf) -> Option<&'a mut [f32]> {
+        None
+    }
+    fn sync(&self) -> anyhow::Result<()> {
+        let r = self.stream.synchronize();
+        self.record("stream synchronize", r);
+        // errors cudarc could only store (e.g. in a buffer's drop)
+        self.record("deferred operation", self.ctx.check_err());
+        self.take_err()
+    }
+    fn alloc_ids(&self, len: usize) -> anyhow::Result<CudaIds> {
+        let s = self
+            .stream
+            .alloc_zeros::<u32>(len.max(1))
+            .map_err(|e| anyhow::anyhow!("cannot allocate {len} ids on the device: {e}"))?;
+        Ok(CudaIds::new(s, len, &self.mem))
+    }
+    fn upload_ids(&self, dst: &mut CudaIds, src: &[u32]) {
+        if src.is_empty() {
+            return;
+        }
+        let mut v = dst.s.slice_mut(..src.len());
+        let r = self.stream.memcpy_htod(src, &mut v);
+        self.record("upload_ids", r);
+    }
+
+    fn fill(&self, x: &mut CudaBuf, off: usize, len: usize, v: f32) {
+        if len == 0 {
+            return;
+        }
+        let mut xv = x.s.slice_mut(off..off + len);
+        let n64 = u(len);
+        launch!(self, fill, grid1(len), &mut xv, &n64, &v);
+    }
+    fn scale(&self, x: &mut CudaBuf, off: usize, len: usize, a: f32) {
+        if len == 0 {
+            return;
+        }
+        let mut xv = x.s.slice_mut(off..off + len);
+        let n64 = u(len);
+        launch!(self, scale, grid1(len), &mut xv, &n64, &a);
+    }
+    fn axpy(&self, y: &mut CudaBuf, yoff: usize, a: f32, x: &CudaBuf, xoff: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let mut yv = y.s.slice_mut(yoff..yoff + len);
+        let xv = x.s.slice(xoff..xoff + len);
+        let n64 = u(len);
+        launch!(self, axpy, grid1(len), &mut yv, &xv, &n64, &a);
+    }
+    fn copy(&self, dst: &mut CudaBuf, doff: usize, src: &CudaBuf, soff: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let sv = src.s.slice(soff..soff + len);
+        let mut dv = dst.s.slice_mut(doff..doff + len);
+        let r = self.stream.memcpy_dtod(&sv, &mut dv);
+        self.record("copy", r);
+    }
+    fn gemm(&self, g: &Gemm, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBuf) {
+        let r = self.ctx.bind_to_thread();
+        if self.record("bind context", r).is_some() {
+            let r = super::blas::sgemm(&self.blas, g, &a.s, &b.s, &mut c.s);
+            self.record("cuBLAS sgemm", r);
+        }
+    }
+    fn bias_residual(
+        &self,
+        out: &mut CudaBuf,
+        rows: usize,
+        cols: usize,
+        bias: Option<(&CudaBuf, usize)>,
+        resid: Option<&CudaBuf>,
+    ) {
+        let n = rows * cols;
+        if n == 0 || (bias.is_none() && resid.is_none()) {
+            return;
+        }
+        let mut ov = out.s.slice_mut(..n);
+        let bv = match bias {
+            Some((b, off)) => b.s.slice(off..off + cols),
+            None => self.dummy.slice(..),
+        };
+        let rv = match resid {
+            Some(r) => r.s.slice(..n),
+            None => self.dummy.slice(..),
+        };
+        let (hb, hr) = (bias.is_some() as i32, resid.is_some() as i32);
+        let (r64, c64) = (u(rows), u(cols));
+        launch!(
+            self,
+            bias_residual,
+            grid1(n),
+            &mut ov,
+            &bv,
+            &rv,
+            &r64,
+            &c64,
+            &hb,
+            &hr
+        );
+    }
+    fn bias_bwd(&self, db: &mut CudaBuf, dboff: usize, dout: &CudaBuf, rows: usize, cols: usize) {
+        if cols == 0 {
+            return;
+        }
+        let mut dv = db.s.slice_mut(dboff..dboff + cols);
+        let ov = dout.s.slice(..rows * cols);
+        let (r64, c64) = (u(rows), u(cols));
+        launch!(self, colsum_add, col_tiles(cols), &mut dv, &ov, &r64, &c64);
+    }
+    fn embedding_fwd(
+        &self,
+        out: &mut CudaBuf,
+        ids: &CudaIds,
+        params: &CudaBuf,
+        wte_off: usize,
+        wpe_off: usize,
+        b: usize,
+        t: usize,
+        c: usize,
+    ) {
+        let n = b * t;
+        if n * c == 0 {
+            return;
+        }
+        // wte holds the rows from wte_off to the end of params (the CPU's view); an id
+        // past them yields NaN instead of reading out of bounds.
+        let vocab = (params.len - wte_off) / c;
+        let mut ov = out.s.slice_mut(..n * c);
+        let iv = ids.s.slice(..n);
+        let wte = params.s.slice(wte_off..);
+        let wpe = params.s.slice(wpe_off..wpe_off + t * c);
+        let (n64, t64, c64, v64) = (u(n), u(t), u(c), u(vocab));
+        launch!(
+            self,
+            embedding_fwd,
+            grid1(n * c),
+            &mut ov,
+            &iv,
+            &wte,
+            &wpe,
+            &n64,
+            &t64,
+            &c64,
+            &v64
+        );
+    }
+    fn embedding_bwd(
+        &self,
+        grads: &mut CudaBuf,
+        wte_off: usize,
+        wpe_off: usize,
+        dout: &CudaBuf,
+        ids: &CudaIds,
+        b: usize,
+        t: usize,
+        c: usize,
+    ) {
+        let n = b * t;
+        if n * c == 0 {
+            return;
+        }
+        // dwte runs from wte_off to wpe_off (or the end when wpe comes first), as the CPU's
+        // disjoint split of the gradient buffer.
+        let wte_end = if wte_off < wpe_off {
+            wpe_off
+        } else {
+            grads.len
+        };
+        let vocab = (wte_end - wte_off) / c;
+        let ov = dout.s.slice(..n * c);
+        let iv = ids.s.slice(..n);
+        let (n64, b64, t64, c64, v64) = (u(n), u(b), u(t), u(c), u(vocab));
+        {
+            let mut dwte = grads.s.slice_mut(wte_off..wte_end);
+            launch!(
+                self,
+                embedding_bwd_wte,
+                grid1(n * c),
+                &mut dwte,
+                &ov,
+                &iv,
+                &n64,
+                &c64,
+                &v64
+            );
+        }
+        let mut dwpe = grads.s.slice_mut(wpe_off..wpe_off + t * c);
+        launch!(
+            self,
+            embedding_bwd_wpe,
+            grid1(t * c),
+            &mut dwpe,
+            &ov,
+            &b64,
+            &t64,
+            &c64
+        );
+    }
+    fn layernorm_fwd(
+        &self,
+        out: &mut CudaBuf,
+        stats: &mut CudaBuf,
+        x: &CudaBuf,
+        params: &CudaBuf,
+        w_off: usize,
+        b_off: usize,
+        rows: usize,
+        c: usize,
+    ) {
+        if rows * c == 0 {
+            return;
+        }
+        let mut ov = out.s.slice_mut(..rows * c);
+        let mut sv = stats.s.slice_mut(..2 * rows);
+        let (mut mean, mut rstd) = sv.split_at_mut(rows);
+        let xv = x.s.slice(..rows * c);
+        let wv = params.s.slice(w_off..w_off + c);
+        let bv = params.s.slice(b_off..b_off + c);
+        let (r64, c64) = (u(rows), u(c));
+        launch!(
+            self,
+            layernorm_fwd,
+            warp_rows(rows),
+            &mut ov,
+            &mut mean,
+            &mut rstd,
+            &xv,
+            &wv,
+            &bv,
+            &r64,
+            &c64
+        );
+    }
+    fn layernorm_bwd(
+        &self,
+        dx: &mut CudaBuf,
+        grads: &mut CudaBuf,
+        w_off: usize,
+        b_off: usize,
+        dout: &CudaBuf,
+        x: &CudaBuf,
+        params: &CudaBuf,
+        stats: &CudaBuf,
+        rows: usize,
+        c: usize,
+    ) {
+        if rows * c == 0 {
+            return;
+        }
+        let n = rows * c;
+        let sv = stats.s.slice(..2 * rows);
+        let (mean, rstd) = sv.split_at(rows);
+        let (dv, xv) = (dout.s.slice(..n), x.s.slice(..n));
+        let wv = params.s.slice(w_off..w_off + c);
+        let (r64, c64) = (u(rows), u(c));
+        {
+            let mut dxv = dx.s.slice_mut(..n);
+            launch!(
+                self,
+                layernorm_bwd_dx,
+                warp_rows(rows),
+                &mut dxv,
+                &dv,
+                &xv,
+                &wv,
+                &mean,
+                &rstd,
+                &r64,
+                &c64
+            );
+        }
+        // dw and db are disjoint views of one buffer: take the lower one first
+        let (lo, hi) = (w_off.min(b_off), w_off.max(b_off));
+        assert!(lo + c <= hi, "layernorm weight and bias gradients overlap");
+        let mut gv = grads.s.slice_mut(lo..hi + c);
+        // first: (hi - lo >= c), the kernel reads its leading c; rest: (c)
+        let (mut first, mut rest) = gv.split_at_mut(hi - lo);
+        let (dw, db) = if w_off < b_off {
+            (&mut first, &mut rest)
+        } else {
+            (&mut rest, &mut first)
+        };
+        launch!(
+            self,
+            layernorm_bwd_params,
+            col_tiles(c),
+            dw,
+            db,
+            &dv,
+            &xv,
+            &mean,
+            &rstd,
+            &r64,
+            &c64
+        );
+    }
+    fn gelu_fwd(&self, out: &mut CudaBuf, x: &CudaBuf, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let (mut ov, xv) = (out.s.slice_mut(..len), x.s.slice(..len));
+        let n64 = u(len);
+        launch!(self, gelu_fwd, grid1(len), &mut ov, &xv, &n64);
+    }
+    fn gelu_bwd(&self, d: &mut CudaBuf, x: &CudaBuf, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let (mut dv, xv) = (d.s.slice_mut(..len), x.s.slice(..len));
+        let n64 = u(len);
+        launch!(self, gelu_bwd, grid1(len), &mut dv, &xv, &n64);
+    }
+    fn relu_fwd(&self, x: &mut CudaBuf, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let mut xv = x.s.slice_mut(..len);
+        let n64 = u(len);
+        launch!(self, relu_fwd, grid1(len), &mut xv, &n64);
+    }
+    fn relu_bwd(&self, d: &mut CudaBuf, y: &CudaBuf, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let (mut dv, yv) = (d.s.slice_mut(..len), y.s.slice(..len));
+        let n64 = u(len);
+        launch!(self, relu_bwd, grid1(len), &mut dv, &yv, &n64);
+    }
+    fn softmax_causal_fwd(&self, att: &mut CudaBuf, n: usize, t: usize, scale: f32) {
+        if n * t == 0 {
+            return;
+        }
+        let mut av = att.s.slice_mut(..n * t * t);
+        let (n64, t64) = (u(n), u(t));
+        launch!(
+            self,
+            softmax_causal_fwd,
+            warp_rows(n * t),
+            &mut av,
+            &n64,
+            &t64,
+            &scale
+        );
+    }
+    fn softmax_causal_bwd(&self, d: &mut CudaBuf, p: &CudaBuf, n: usize, t: usize, scale: f32) {
+        if n * t == 0 {
+            return;
+        }
+        let len = n * t * t;
+        let (mut dv, pv) = (d.s.slice_mut(..len), p.s.slice(..len));
+        let (n64, t64) = (u(n), u(t));
+        launch!(
+            self,
+            softmax_causal_bwd,
+            warp_rows(n * t),
+            &mut dv,
+            &pv,
+            &n64,
+            &t64,
+            &scale
+        );
+    }
+    fn crossentropy_fwd(
+        &self,
+        losses: &mut CudaBuf,
+        logits: &CudaBuf,
+        targets: &CudaIds,
+        rows: usize,
+        v: usize,
+    ) {
+        if rows == 0 {
+            return;
+        }
+        let mut lv = losses.s.slice_mut(..rows);
+        let xv = logits.s.slice(..rows * v);
+        let tv = targets.s.slice(..rows);
+        let (r64, v64) = (u(rows), u(v));
+        launch!(
+            self,
+            crossentropy_fwd,
+            block_rows(rows),
+            &mut lv,
+            &xv,
+            &tv,
+            &r64,
+            &v64
+        );
+    }
+    fn crossentropy_bwd(
+        &self,
+        logits: &mut CudaBuf,
+        targets: &CudaIds,
+        rows: usize,
+        v: usize,
+        scale: f32,
+    ) {
+        if rows * v == 0 {
+            return;
+        }
+        let mut xv = logits.s.slice_mut(..rows * v);
+        let tv = targets.s.slice(..rows);
+        let (r64, v64) = (u(rows), u(v));
+        launch!(
+            self,
+            crossentropy_bwd,
+            block_rows(rows),
+            &mut xv,
+            &tv,
+            &r64,
+            &v64,
+            &scale
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Choosing the backend from `system.device`: "cpu", "cuda" or "auto".
+//!
+//! "auto" takes CUDA when this build has the `cuda` feature, the CUDA libraries load and
+//! a device exists, else the CPU, and says which and why. "cuda" where CUDA cannot run is
+//! an error naming the reason. Works the same with and without the feature, so callers
+//! never need a `cfg`.
+
+/// The backend a rank runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The CPU backend.
+    Cpu,
+    /// The CUDA backend on device `ordinal`.
+    Cuda { ordinal: usize },
+}
+
+/// Why `system.device` cannot be honoured.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SelectError {
+    #[error("system.device: unknown device {0:?} (expected \"cpu\", \"cuda\" or \"auto\")")]
+    Unknown(String),
+    #[error("system.device = \"cuda\" but CUDA cannot be used: {0}")]
+    CudaUnavailable(String),
+}
+
+/// The number of usable CUDA devices, or why there are none.
+pub fn cuda_devices() -> Result<usize, String> {
+    #[cfg(feature = "cuda")]
+    {
+        super::cuda::probe()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err("this zerotrain was built without the `cuda` cargo feature \
+             (rebuild with `cargo build --release --features cuda`)"
+            .into())
+    }
+}
+
+/// The backend for `device` on the rank with node-local index `local_rank` (ranks on a
+/// node take GPUs round-robin), and a sentence saying which and why for the start-up log.
+pub fn select(device: &str, local_rank: usize) -> Result<(DeviceChoice, String), SelectError> {
+    select_with(device, local_rank, cuda_devices())
+}
+
+/// [`select`] given the outcome of [`cuda_devices`] (separate so it can be tested
+/// without a GPU).
+pub fn select_with(
+    device: &str,
+    local_rank: usize,
+    cuda: Result<usize, String>,
+) -> Result<(DeviceChoice, String), SelectError> {
+    let on_gpu = |count: usize| {
+        let ordinal = local_rank % count;
+        let why = format!(
+            "CUDA device {ordinal} of {count} (node-local rank {local_rank}){}",
+            if local_rank >= count {
+                "; more ranks than GPUs on this node, so some share one"
+            } else {
+                ""
+            }
+        );
+        (DeviceChoice::Cuda { ordinal }, why)
+    };
+    match device {
+        "cpu" => Ok((DeviceChoice::Cpu, "CPU (system.device = \"cpu\")".into())),
+        "cuda" => cuda.map(on_gpu).map_err(SelectError::CudaUnavailable),
+        "auto" => Ok(match cuda {
+            Ok(count) => on_gpu(count),
+            Err(why) => (
+                DeviceChoice::Cpu,
+                format!("CPU (system.device = \"auto\": {why})"),
+            ),
+        }),
+        other => Err(SelectError::Unknown(other.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_and_auto_choices() {
+        let (c, why) = select_with("auto", 3, Ok(2)).unwrap();
+        assert_eq!(c, DeviceChoice::Cuda { ordinal: 1 });
+        assert!(why.contains("share"), "{why}");
+        let (c, why) = select_with("auto", 0, Err("no libcuda".into())).unwrap();
+        assert_eq!(c, DeviceChoice::Cpu);
+        assert!(why.contains("no libcuda"), "{why}");
+        assert_eq!(select_with("cpu", 0, Ok(8)).unwrap().0, DeviceChoice::Cpu);
+        assert_eq!(
+            select_with("cuda", 1, Ok(4)).unwrap().0,
+            DeviceChoice::Cuda { ordinal: 1 }
+        );
+    }
+
+    #[test]
+    fn cuda_without_gpu_and_unknown_names_are_errors() {
+        let e = select_with("cuda", 0, Err("no libcuda".into())).unwrap_err();
+        assert!(e.to_string().contains("no libcuda"), "{e}");
+        let e = select_with("gpu", 0, Ok(1)).unwrap_err();
+        assert_eq!(e, SelectError::Unknown("gpu".into()));
+    }
+}
