@@ -246,7 +246,11 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
                 + 1;
             gen.generate(&mut rows, max_answer, 0.0, Some(newline), &mut rng)?;
             for ((row, len), (q, a)) in rows.iter().zip(&lens).zip(chunk) {
-                let answer: String = row[*len..].iter().take_while(|&&t| t != newline).map(|&t| vocab.decode(t)).collect();
+                let answer: String = row[*len..]
+                    .iter()
+                    .take_while(|&&t| t != newline)
+                    .map(|&t| vocab.decode(t))
+                    .collect();
                 let answer = answer.as_str();
                 if answer == a {
                     correct += 1;

@@ -49,8 +49,7 @@ fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> 
         dist,
         loaded.and_then(|c| Ok(c.validate(dist.size()).map(|_| c)?)),
     )?;
-    let backend = Arc::new(Cpu::new(cfg.system.threads));
-    let mut engine = agree(dist, build_engine(dist, &cfg, backend))?;
+    let mut engine = agree(dist, build_engine(dist, &cfg))?;
     // Collective, but every rank checks the checkpoint before its first collective and all
     // agree on the outcome, so a bad checkpoint fails alike on every rank.
     let resumed = agree(dist, checkpoint::resume(dist, &mut engine, &cfg))?;
@@ -77,11 +76,8 @@ fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
 }
 
 /// The model, this rank's states, and a check that the data opens (no collectives).
-fn build_engine<'d>(
-    dist: &'d Dist,
-    cfg: &Config,
-    backend: Arc<Cpu>,
-) -> anyhow::Result<Engine<'d, Cpu>> {
+fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<Engine<'d, Cpu>> {
+    let backend = Arc::new(cpu_backend(dist, cfg)?);
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
     let engine = Engine::new(dist, backend, model, cfg)?;
     open_split(dist, cfg, Split::Train, None)?;
@@ -89,6 +85,23 @@ fn build_engine<'d>(
         open_split(dist, cfg, Split::Val, None)?;
     }
     Ok(engine)
+}
+
+/// The compute backend `system.device` asks for. The engine drives the CPU backend; the
+/// CUDA backend exists (src/device/cuda) but the engine's collectives still need host
+/// views of its buffers, so a CUDA choice is refused with that reason.
+fn cpu_backend(dist: &Dist, cfg: &Config) -> anyhow::Result<Cpu> {
+    let (choice, why) = crate::device::select::select(&cfg.system.device, dist.local_rank())?;
+    if dist.is_root() {
+        log::info!("device: {why}");
+    }
+    match choice {
+        crate::device::select::DeviceChoice::Cpu => Ok(Cpu::new(cfg.system.threads)),
+        _ => anyhow::bail!(
+            "system.device = {:?}: training on the CUDA backend is not wired into the ZeRO engine yet; use \"cpu\"",
+            cfg.system.device
+        ),
+    }
 }
 
 fn evaluating(cfg: &Config) -> bool {
