@@ -245,10 +245,13 @@ fn record<B: crate::device::Backend>(
     mem.gathered_peak = t.gathered_peak as u64;
     mem.bucket_peak = t.bucket_peak as u64;
     mem.refresh_rss();
-    // Memory and times: maximum over ranks.
-    let mem_arr = mem
-        .to_array()
-        .map(|x| dist.all_reduce_f64(x as f64, ScalarOp::Max) as u64);
+    // Every rank's memory (one all-gather), and its maximum over ranks.
+    let mem_ranks = gather_memory(dist, &mem);
+    let mem_arr = (0..6).fold([0u64; 6], |mut acc, i| {
+        acc[i] = mem_ranks.iter().map(|m| m.to_array()[i]).max().unwrap_or(0);
+        acc
+    });
+    // Times: maximum over ranks.
     let times = PhaseTimes {
         compute_ms: out.compute_ms,
         optimizer_ms: out.optimizer_ms,
@@ -281,10 +284,21 @@ fn record<B: crate::device::Backend>(
         loss_scale: out.loss_scale,
         times,
         mem: MemCounter::from_array(mem_arr),
-        mem_ranks: Vec::new(),
+        mem_ranks,
         comm,
         skipped: out.skipped,
     }
+}
+
+/// Each rank's memory counters, index = rank.
+fn gather_memory(dist: &Dist, mem: &MemCounter) -> Vec<MemCounter> {
+    use mpi::traits::CommunicatorCollectives;
+    let mine = mem.to_array();
+    let mut all = vec![0u64; 6 * dist.size()];
+    dist.world().all_gather_into(&mine[..], &mut all[..]);
+    all.chunks_exact(6)
+        .map(|c| MemCounter::from_array([c[0], c[1], c[2], c[3], c[4], c[5]]))
+        .collect()
 }
 
 fn print_summary<B: crate::device::Backend>(dist: &Dist, cfg: &Config, engine: &Engine<'_, B>) {
