@@ -128,3 +128,50 @@ fn every_optimizer_matches_one_rank_in_every_stage() {
         }
     }
 }
+
+/// Final parameters of a 20-step SGD run (consolidated from its end-of-run checkpoint).
+fn sgd_params(np: usize, stage: u8, extra: &[&str]) -> Vec<Vec<f32>> {
+    let dir = tempdir();
+    let ck = format!("checkpoint.dir=\"{}\"", dir.path().join("ck").display());
+    let mut sets = vec!["train.optimizer=\"sgd\"", "train.lr=0.05", ck.as_str()];
+    sets.extend_from_slice(extra);
+    gpt(np, stage, &sets);
+    zerotrain::checkpoint::load_full_params(&dir.path().join("ck"))
+        .expect("checkpoint")
+        .1
+}
+
+#[test]
+fn sgd_final_parameters_match_one_rank_in_every_stage() {
+    // SGD turns gradient rounding differences into parameter differences of the same
+    // (tiny) relative size, so parameters, not only losses, must agree: 1e-5 absolute
+    // on weights of size ~0.02-1 is far above f32 reduction-order noise (~1e-8).
+    let reference = sgd_params(1, 0, &[]);
+    let cases: [(usize, u8, &[&str]); 7] = [
+        (2, 0, &[]),
+        (3, 1, &[]),
+        (4, 2, &[]),
+        (2, 3, &[]),
+        (3, 3, &["zero.prefetch=false"]),
+        (4, 3, &["zero.reshard_after_forward=false"]),
+        (3, 2, &["zero.bucket_mb=0.01"]),
+    ];
+    for (np, stage, extra) in cases {
+        let got = sgd_params(np, stage, extra);
+        let worst = got
+            .iter()
+            .flatten()
+            .zip(reference.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst <= 1e-5,
+            "np {np} stage {stage} {extra:?}: max |Δparam| = {worst:e}"
+        );
+        assert!(got
+            .iter()
+            .flatten()
+            .zip(reference.iter().flatten())
+            .any(|(a, b)| a != &0.0 && b != &0.0));
+    }
+}
