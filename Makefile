@@ -20,11 +20,11 @@ build: deps
 	$(CARGO) build --release
 
 data/addition/manifest.json: | build
-	$(BIN) data synth --task addition --out data/addition --count 100000 --val-count 1000
+	$(BIN) data synth --task addition --digits 2 --out data/addition --count 8000 --val-count 1000
 
 data: data/addition/manifest.json
 
-# The default job: a small GPT learns 3-digit addition with ZeRO stage 2 on 2 CPU ranks,
+# The default job: a small GPT learns 2-digit addition with ZeRO stage 2 on 2 CPU ranks,
 # then answers held-out sums greedily and plots its metrics.
 run: build data
 	rm -rf $(RUN_DIR)
