@@ -224,7 +224,7 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
     let newline = vocab.encode("\n")?[0];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     let mut correct = 0;
-    let mut examples = Vec::new();
+    let (mut right, mut wrong) = (Vec::new(), Vec::new());
     // Problems of equal prompt length share a batch (one forward per generated token).
     let mut by_len: std::collections::BTreeMap<usize, Vec<&(String, String)>> = Default::default();
     for p in problems {
@@ -254,21 +254,17 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
                 let answer = answer.as_str();
                 if answer == a {
                     correct += 1;
-                }
-                if examples.len() < 5 {
-                    let verdict = if answer == a {
-                        "ok".to_string()
-                    } else {
-                        format!("expected {a}")
-                    };
-                    examples.push(format!("{q}{answer} ({verdict})"));
+                    if right.len() < 4 {
+                        right.push(format!("{q}{answer}"));
+                    }
+                } else if wrong.len() < 4 {
+                    wrong.push(format!("{q}{answer} (expected {a})"));
                 }
             }
         }
     }
-    for e in &examples {
-        println!("  {e}");
-    }
+    println!("right: {}", right.join("   "));
+    println!("wrong: {}", wrong.join("   "));
     println!(
         "addition exact-match accuracy: {correct}/{} = {:.1}% (greedy, held-out sums)",
         problems.len(),
