@@ -58,10 +58,12 @@ if wants step; then
   section "Training step, 1 process, 1 thread (forward, backward, AdamW)"
   for args in "" "--vocab 256 --ctx 128 --batch 8"; do
     # shellcheck disable=SC2086
-    "$BIN" bench step --json $args | tee >(record step) | python3 -c 'import json,sys
+    "$BIN" bench step --json $args | tee >(record step) | python3 -c '
+import json, sys
 for l in sys.stdin:
     if l.startswith("{"):
-        r=json.loads(l); print(f"{r[\"model\"]:>32}: {r[\"tokens_per_s\"]:>8.0f} tokens/s, {r[\"step_ms\"]:.1f} ms/step")'
+        r = json.loads(l)
+        print("%32s: %8.0f tokens/s, %.1f ms/step" % (r["model"], r["tokens_per_s"], r["step_ms"]))'
   done
   echo "reference: PyTorch 2.15, one core, V256 T128 L4 H4 C128 B8: ~16k tokens/s (issue 4)"
 fi
