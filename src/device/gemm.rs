@@ -89,6 +89,20 @@ impl Gemm {
         }
         (ld >= cols).then(|| (rows - 1) * ld + cols)
     }
+    /// The buffer lengths A, B and C need, checked against the buffers' lengths. Panics (a
+    /// programming error, not user input) when a view does not fit: backends call it
+    /// before handing pointers to BLAS, which keeps those calls memory-safe.
+    pub fn checked_lens(&self, a: usize, b: usize, c: usize) -> (usize, usize, usize) {
+        let Some((na, nb, nc)) = self.required_lens() else {
+            panic!("gemm row stride shorter than a row: {self:?}");
+        };
+        assert!(
+            na <= a && nb <= b && nc <= c,
+            "gemm views out of bounds: need A {na}, B {nb}, C {nc}; have {a}, {b}, {c}: {self:?}"
+        );
+        (na, nb, nc)
+    }
+
     /// The buffer lengths A, B and C need (None when a row stride is too small).
     pub fn required_lens(&self) -> Option<(usize, usize, usize)> {
         let (ar, ac) = if self.trans_a {

@@ -54,16 +54,7 @@ pub fn sgemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
     if g.m == 0 || g.n == 0 || g.batch == 0 {
         return;
     }
-    let (na, nb, nc) = g
-        .required_lens()
-        .unwrap_or_else(|| panic!("gemm row stride shorter than a row: {g:?}"));
-    assert!(
-        na <= a.len() && nb <= b.len() && nc <= c.len(),
-        "gemm views out of bounds: need A {na}, B {nb}, C {nc}; have {}, {}, {}: {g:?}",
-        a.len(),
-        b.len(),
-        c.len()
-    );
+    g.checked_lens(a.len(), b.len(), c.len());
     let ta = if g.trans_a { TRANS } else { NO_TRANS };
     let tb = if g.trans_b { TRANS } else { NO_TRANS };
     for i in 0..g.batch {

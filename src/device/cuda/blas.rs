@@ -52,16 +52,7 @@ pub fn sgemm(
     if g.m == 0 || g.n == 0 || g.batch == 0 {
         return Ok(());
     }
-    let (na, nb, nc) = g
-        .required_lens()
-        .unwrap_or_else(|| panic!("gemm row stride shorter than a row: {g:?}"));
-    assert!(
-        na <= a.len() && nb <= b.len() && nc <= c.len(),
-        "gemm views out of bounds: need A {na}, B {nb}, C {nc}; have {}, {}, {}: {g:?}",
-        a.len(),
-        b.len(),
-        c.len()
-    );
+    let (na, nb, nc) = g.checked_lens(a.len(), b.len(), c.len());
     let av = a.slice(g.a_off..na);
     let bv = b.slice(g.b_off..nb);
     let mut cv = c.slice_mut(g.c_off..nc);
