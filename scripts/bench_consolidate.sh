@@ -21,6 +21,7 @@ fi
 # 8 blocks of 12 d^2 + 13 d (d = 720) plus 256 x 720 + 64 x 720 embeddings: 50.07M.
 MODEL=(--set model.n_layer=8 --set model.d_model=720 --set model.n_head=8
        --set model.vocab=256 --set model.ctx=64)
+mkdir -p "$WORK"
 rm -rf "$WORK/ck" "$WORK/model.h5"
 mpirun --oversubscribe --bind-to none -np 2 "$BIN" train "${MODEL[@]}" \
   --set zero.stage=2 --set train.steps=1 --set train.micro_batch=1 \
