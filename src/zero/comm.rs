@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 /// One step's communication: elements per collective kind (padded) and time.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Default, Serialize, PartialEq)]
 pub struct CommStats {
     pub allreduce: usize,
     pub reduce_scatter: usize,
@@ -24,6 +24,22 @@ pub struct CommStats {
     /// In-flight intervals of this step's collectives, merged into `comm_ms` by `finish`.
     #[serde(skip)]
     intervals: Vec<(Instant, Instant)>,
+}
+
+/// A copy of the counters and times; the in-flight intervals are per-step scratch of the
+/// engine and are not copied (so reporting a step allocates nothing).
+impl Clone for CommStats {
+    fn clone(&self) -> Self {
+        CommStats {
+            allreduce: self.allreduce,
+            reduce_scatter: self.reduce_scatter,
+            allgather: self.allgather,
+            volume: self.volume,
+            comm_ms: self.comm_ms,
+            exposed_ms: self.exposed_ms,
+            intervals: Vec::new(),
+        }
+    }
 }
 
 impl CommStats {

@@ -165,7 +165,7 @@ impl<B: Backend> Engine<'_, B> {
         let units = std::mem::take(&mut self.buckets[b]);
         let mut at = 0;
         for &u in &units {
-            let l = self.layout.units[u].clone();
+            let l = &self.layout.units[u];
             let (dst_start, n) = match self.plan.stage {
                 0 => (0, l.padded),
                 1 => (l.shard_range(self.rank).start, l.shard),

@@ -128,7 +128,7 @@ impl<B: Backend> Engine<'_, B> {
     pub(super) fn publish_params(&mut self) -> anyhow::Result<()> {
         for u in 0..self.specs.len() {
             let domain = self.domain(u);
-            let l = self.layout.units[u].clone();
+            let (shard, padded) = (self.layout.units[u].shard, self.layout.units[u].padded);
             if self.plan.has_master() {
                 let start = if self.plan.shards_params() {
                     0
@@ -145,18 +145,18 @@ impl<B: Backend> Engine<'_, B> {
             match &mut self.params[u] {
                 Home::Device(buf) => {
                     let full = host_view_mut(self.backend.as_ref(), buf)?;
-                    self.host_tmp[..l.shard].copy_from_slice(&full[domain]);
+                    self.host_tmp[..shard].copy_from_slice(&full[domain]);
                     comm::all_gather_f32(
                         self.dist,
-                        &self.host_tmp[..l.shard],
-                        &mut full[..l.padded],
+                        &self.host_tmp[..shard],
+                        &mut full[..padded],
                         &mut self.stats,
                     )?;
                 }
                 Home::Host(_) => {
                     let (mut send, recv) = self.take_gather_bufs();
                     if let Home::Host(full) = &mut self.params[u] {
-                        send.set_len(l.shard);
+                        send.set_len(shard);
                         send.copy_from(0, full, domain);
                         comm::all_gather(self.dist, &send, full, &mut self.stats)?;
                     }

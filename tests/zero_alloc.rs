@@ -1,0 +1,84 @@
+//! A steady-state optimizer step of the ZeRO engine (every stage, fp32 and bf16, with
+//! accumulation and clipping) performs no heap allocation on the training thread: all its
+//! buffers come from pools filled during the first steps. A counting global allocator
+//! counts this thread's allocations; MPI runs as a singleton (world size 1), which
+//! exercises the same code paths (buckets, non-blocking collectives, gathers).
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use zerotrain::config::Config;
+use zerotrain::data::Batch;
+use zerotrain::device::Cpu;
+use zerotrain::dist::Dist;
+use zerotrain::model::build_model;
+use zerotrain::zero::Engine;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> usize {
+    ALLOCS.with(|c| c.get())
+}
+
+fn batches(n: usize) -> Vec<Batch> {
+    (0..n)
+        .map(|k| Batch::Tokens {
+            b: 2,
+            t: 16,
+            inputs: (0..32).map(|i| ((i * 7 + k * 3) % 64) as u32).collect(),
+            targets: (0..32).map(|i| ((i * 5 + k) % 64) as u32).collect(),
+        })
+        .collect()
+}
+
+#[test]
+fn steady_state_engine_steps_do_not_allocate() {
+    let dist = Dist::init("off").unwrap();
+    for stage in 0..=3 {
+        for dtype in ["fp32", "bf16"] {
+            let sets = [
+                format!("zero.stage={stage}"),
+                format!("precision.dtype=\"{dtype}\""),
+                "train.micro_batch=2".into(),
+                "train.grad_accum=2".into(),
+                "train.clip_grad=0.5".into(),
+                "zero.bucket_mb=0.05".into(),
+            ];
+            let cfg = Config::load(None, &sets).unwrap();
+            let backend = Arc::new(Cpu::new(1));
+            let model = build_model(&cfg.model, 2, backend.clone()).unwrap();
+            let mut engine = Engine::new(&dist, backend, model, &cfg).unwrap();
+            let mut data = batches(12);
+            let mut next = move || Ok(data.pop().unwrap_or_else(|| unreachable!()));
+            for _ in 0..3 {
+                engine.train_step(&mut next, 1e-3).unwrap();
+            }
+            let before = allocs();
+            for _ in 0..2 {
+                engine.train_step(&mut next, 1e-3).unwrap();
+            }
+            let n = allocs() - before;
+            assert_eq!(n, 0, "stage {stage} {dtype}: {n} allocations in two steady-state steps");
+        }
+    }
+}
