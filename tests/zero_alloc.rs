@@ -78,7 +78,10 @@ fn steady_state_engine_steps_do_not_allocate() {
                 engine.train_step(&mut next, 1e-3).unwrap();
             }
             let n = allocs() - before;
-            assert_eq!(n, 0, "stage {stage} {dtype}: {n} allocations in two steady-state steps");
+            assert_eq!(
+                n, 0,
+                "stage {stage} {dtype}: {n} allocations in two steady-state steps"
+            );
         }
     }
 }
