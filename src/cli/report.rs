@@ -15,5 +15,17 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     for path in crate::metrics::write_report(&args.metrics, &args.out)? {
         println!("wrote {}", path.display());
     }
+    // The run's outcome: last training loss and last validation loss.
+    let records = crate::metrics::read_records(&args.metrics)?;
+    if let Some(last) = records.last() {
+        println!("last step {}: training loss {:.4}", last.step, last.loss);
+    }
+    if let Some((step, val)) = records
+        .iter()
+        .rev()
+        .find_map(|r| Some((r.step, r.val_loss?)))
+    {
+        println!("validation loss {val:.4} (step {step})");
+    }
     Ok(())
 }

@@ -19,4 +19,4 @@ pub use record::StepRecord;
 pub use report::write_report;
 pub use table::summary_table;
 pub use timer::{Phase, PhaseTimes, StepTimer};
-pub use writer::{MetricsError, MetricsWriter};
+pub use writer::{read_records, MetricsError, MetricsWriter};
