@@ -43,21 +43,7 @@ fn config_show_prints_a_config_that_loads_back_the_same() {
 #[test]
 fn sample_report_and_their_errors_on_a_real_run() {
     let dir = tempdir();
-    let data = dir.path().join("add").display().to_string();
-    ok(&[
-        "data",
-        "synth",
-        "--task",
-        "addition",
-        "--digits",
-        "2",
-        "--out",
-        &data,
-        "--count",
-        "500",
-        "--val-count",
-        "50",
-    ]);
+    let data = addition_dataset(dir.path(), 500, 50, &["--digits", "2"]);
     let ck = dir.path().join("ck").display().to_string();
     let metrics = dir.path().join("m.jsonl").display().to_string();
     let sets = [

@@ -1,39 +1,13 @@
 //! A steady-state GPT and MLP forward + backward performs no heap allocation: a counting
 //! global allocator counts the allocations made by this test's thread during one step.
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 use zerotrain::config::{ModelConfig, ModelKind};
 use zerotrain::data::batch::Batch;
 use zerotrain::device::Cpu;
 use zerotrain::model::{build_model, LocalState};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        System.realloc(p, l, n)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> usize {
-    ALLOCS.with(|c| c.get())
-}
+mod alloc_counter;
+use alloc_counter::allocs;
 
 fn steady_state_allocations(cfg: &ModelConfig, batch: &Batch) -> usize {
     let be = Arc::new(Cpu::new(1));

@@ -70,20 +70,7 @@ fn a_type_error_names_the_file_and_key() {
 #[test]
 fn ctx_longer_than_the_data_fails_on_every_rank_before_training() {
     let dir = tempdir();
-    let out = dir.path().join("tiny").display().to_string();
-    let r = single(&[
-        "data",
-        "synth",
-        "--task",
-        "addition",
-        "--out",
-        &out,
-        "--count",
-        "3",
-        "--val-count",
-        "2",
-    ]);
-    assert!(r.status.success());
+    let out = addition_dataset(dir.path(), 3, 2, &[]);
     let path = format!("data.path=\"{out}\"");
     fails(
         &[

@@ -3,8 +3,6 @@
 //! buffers come from pools filled during the first steps. A counting global allocator
 //! counts this thread's allocations; MPI runs as a singleton (world size 1), which
 //! exercises the same code paths (buckets, non-blocking collectives, gathers).
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 use zerotrain::config::Config;
 use zerotrain::data::Batch;
@@ -13,32 +11,8 @@ use zerotrain::dist::Dist;
 use zerotrain::model::build_model;
 use zerotrain::zero::Engine;
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        System.realloc(p, l, n)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> usize {
-    ALLOCS.with(|c| c.get())
-}
+mod alloc_counter;
+use alloc_counter::allocs;
 
 fn batches(n: usize) -> Vec<Batch> {
     (0..n)

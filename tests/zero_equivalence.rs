@@ -16,24 +16,7 @@ fn addition_data() -> &'static str {
     static DIR: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
     &DIR.get_or_init(|| {
         let dir = tempdir();
-        let out = dir.path().join("add").display().to_string();
-        let r = single(&[
-            "data",
-            "synth",
-            "--task",
-            "addition",
-            "--out",
-            &out,
-            "--count",
-            "2000",
-            "--val-count",
-            "100",
-        ]);
-        assert!(
-            r.status.success(),
-            "data synth failed: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
+        let out = addition_dataset(dir.path(), 2000, 100, &[]);
         (dir, format!("data.path=\"{out}\""))
     })
     .1

@@ -4,25 +4,7 @@ mod common;
 use common::*;
 
 fn addition_data(dir: &std::path::Path) -> String {
-    let out = dir.join("add").display().to_string();
-    let r = single(&[
-        "data",
-        "synth",
-        "--task",
-        "addition",
-        "--out",
-        &out,
-        "--count",
-        "4000",
-        "--val-count",
-        "200",
-    ]);
-    assert!(
-        r.status.success(),
-        "data synth failed: {}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    format!("data.path=\"{out}\"")
+    format!("data.path=\"{}\"", addition_dataset(dir, 4000, 200, &[]))
 }
 
 #[test]

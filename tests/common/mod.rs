@@ -132,3 +132,30 @@ pub fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
         );
     }
 }
+
+/// Generates an addition dataset (`data synth --task addition`) at `dir/add` with
+/// `count` train and `val` held-out problems plus `extra` flags; returns its path.
+pub fn addition_dataset(dir: &std::path::Path, count: usize, val: usize, extra: &[&str]) -> String {
+    let out = dir.join("add").display().to_string();
+    let (count, val) = (count.to_string(), val.to_string());
+    let mut args = vec![
+        "data",
+        "synth",
+        "--task",
+        "addition",
+        "--out",
+        &out,
+        "--count",
+        &count,
+        "--val-count",
+        &val,
+    ];
+    args.extend_from_slice(extra);
+    let r = single(&args);
+    assert!(
+        r.status.success(),
+        "data synth failed: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    out
+}
