@@ -53,7 +53,9 @@ fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> 
     // Collective, but every rank checks the checkpoint before its first collective and all
     // agree on the outcome, so a bad checkpoint fails alike on every rank.
     let resumed = agree(dist, checkpoint::resume(dist, &mut engine, &cfg))?;
-    if let Err(e) = train(dist, &cfg, engine, resumed) {
+    let start = resumed.as_ref().map_or(0, |r| r.step as usize);
+    let metrics = agree(dist, open_outputs(dist, &cfg, start))?;
+    if let Err(e) = train(dist, &cfg, engine, resumed, metrics) {
         abort_on_error(dist, &e);
     }
     Ok(())
@@ -65,12 +67,16 @@ fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> 
 /// failed rank would never join.
 fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
     let failed = dist.all_reduce_f64(if local.is_err() { 1.0 } else { 0.0 }, ScalarOp::Sum);
+    let prefix = format!("rank {}: ", dist.rank());
     let message = match local {
-        Err(e) => format!("{e:#}"),
+        Err(e) => {
+            let m = format!("{e:#}");
+            m.strip_prefix(&prefix).map(str::to_string).unwrap_or(m)
+        }
         Ok(v) if failed == 0.0 => return Ok(v),
         Ok(_) => "another rank failed during set-up".to_string(),
     };
-    eprint_line(&format!("error: rank {}: {message}", dist.rank()));
+    eprint_line(&format!("error: {prefix}{message}"));
     let _ = dist.barrier();
     Err(Reported)
 }
@@ -104,6 +110,19 @@ fn cpu_backend(dist: &Dist, cfg: &Config) -> anyhow::Result<Cpu> {
     }
 }
 
+/// Output locations, checked before training: the metrics file (rank 0; appended to when
+/// resuming at `start` > 0) and the checkpoint directory.
+fn open_outputs(dist: &Dist, cfg: &Config, start: usize) -> anyhow::Result<Option<MetricsWriter>> {
+    if !cfg.checkpoint.dir.is_empty() {
+        std::fs::create_dir_all(&cfg.checkpoint.dir)
+            .map_err(|e| anyhow::anyhow!("checkpoint.dir {}: {e}", cfg.checkpoint.dir))?;
+    }
+    Ok(match (dist.is_root(), cfg.log.metrics.as_str()) {
+        (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), start > 0)?),
+        _ => None,
+    })
+}
+
 fn evaluating(cfg: &Config) -> bool {
     cfg.train.eval_every > 0 && cfg.train.eval_batches > 0
 }
@@ -135,13 +154,10 @@ fn train(
     cfg: &Config,
     mut engine: Engine<'_, Cpu>,
     resumed: Option<checkpoint::Resumed>,
+    mut metrics: Option<MetricsWriter>,
 ) -> anyhow::Result<()> {
     let start = resumed.as_ref().map_or(0, |r| r.step as usize);
     let mut train_data = open_split(dist, cfg, Split::Train, resumed.map(|r| r.loader))?;
-    let mut metrics = match (dist.is_root(), cfg.log.metrics.as_str()) {
-        (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), start > 0)?),
-        _ => None,
-    };
     if dist.is_root() {
         print_summary(dist, cfg, &engine);
     }

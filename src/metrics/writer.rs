@@ -8,23 +8,20 @@ use thiserror::Error;
 /// Metrics file failures, each naming the file.
 #[derive(Debug, Error)]
 pub enum MetricsError {
-    #[error("metrics file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("metrics file {path}, line {line}: {source}")]
+    #[error("metrics file {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("metrics file {path}, line {line}: {err}")]
     Parse {
         path: PathBuf,
         line: usize,
-        source: serde_json::Error,
+        err: serde_json::Error,
     },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MetricsError + '_ {
-    move |source| MetricsError::Io {
+    move |err| MetricsError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     }
 }
 
@@ -59,7 +56,7 @@ impl MetricsWriter {
     pub fn write(&mut self, rec: &StepRecord) -> Result<(), MetricsError> {
         let mut line = serde_json::to_vec(rec).map_err(|e| MetricsError::Io {
             path: self.path.clone(),
-            source: std::io::Error::other(e),
+            err: std::io::Error::other(e),
         })?;
         line.push(b'\n');
         self.file.write_all(&line).map_err(io(&self.path))?;
@@ -81,10 +78,10 @@ pub fn read_records(path: &Path) -> Result<Vec<StepRecord>, MetricsError> {
         if line.trim().is_empty() {
             continue;
         }
-        let rec = serde_json::from_str(&line).map_err(|source| MetricsError::Parse {
+        let rec = serde_json::from_str(&line).map_err(|err| MetricsError::Parse {
             path: path.to_path_buf(),
             line: i + 1,
-            source,
+            err,
         })?;
         out.push(rec);
     }
