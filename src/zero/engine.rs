@@ -363,7 +363,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         for u in (0..n).rev() {
             self.materialize(u)?;
             if u > 0 {
-                self.start_prefetch_backward(u - 1)?;
+                self.start_prefetch(u - 1)?;
             }
             self.acquire_grad_work(u)?;
             let root = self.root.filter(|&r| r != u);

@@ -58,18 +58,14 @@ impl<B: Backend> Engine<'_, B> {
             && self.prefetched.is_none()
     }
 
-    /// Stage 3 with prefetch: start gathering unit `u` while the current unit computes.
+    /// Stage 3 with prefetch: start gathering unit `u` (the next in forward or backward
+    /// order) while the current unit computes.
     pub(super) fn start_prefetch(&mut self, u: usize) -> anyhow::Result<()> {
         if self.wants_prefetch(u) {
             let op = self.start_gather(u)?;
             self.prefetched = Some((u, op));
         }
         Ok(())
-    }
-
-    /// The same, in backward order.
-    pub(super) fn start_prefetch_backward(&mut self, u: usize) -> anyhow::Result<()> {
-        self.start_prefetch(u)
     }
 
     /// Makes unit `u`'s parameters available as an f32 device buffer.
