@@ -93,14 +93,12 @@ impl Gemm {
     /// programming error, not user input) when a view does not fit: backends call it
     /// before handing pointers to BLAS, which keeps those calls memory-safe.
     pub fn checked_lens(&self, a: usize, b: usize, c: usize) -> (usize, usize, usize) {
-        let Some((na, nb, nc)) = self.required_lens() else {
-            panic!("gemm row stride shorter than a row: {self:?}");
-        };
+        let lens = self.required_lens();
         assert!(
-            na <= a && nb <= b && nc <= c,
-            "gemm views out of bounds: need A {na}, B {nb}, C {nc}; have {a}, {b}, {c}: {self:?}"
+            matches!(lens, Some((na, nb, nc)) if na <= a && nb <= b && nc <= c),
+            "gemm views do not fit: need (A, B, C) = {lens:?} (None: a row stride shorter than a row), have ({a}, {b}, {c}): {self:?}"
         );
-        (na, nb, nc)
+        lens.unwrap_or_default()
     }
 
     /// The buffer lengths A, B and C need (None when a row stride is too small).
