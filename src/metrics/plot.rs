@@ -1,6 +1,7 @@
 //! Two chart shapes for the report, drawn with plotters into PNG files: lines over steps
 //! and stacked bars per rank.
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -25,6 +26,41 @@ pub struct Axes<'a> {
 
 fn err(path: &Path) -> impl Fn(String) -> anyhow::Error + '_ {
     move |e| anyhow!("plot {}: {e}", path.display())
+}
+
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws one PNG: a titled chart over `x` × `y`, whose mesh and series `body` draws
+/// (given the chart and the error maker), then the legend in the upper right.
+fn draw_png(
+    path: &Path,
+    title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    body: impl FnOnce(&mut Chart<'_, '_>, &dyn Fn(String) -> anyhow::Error) -> Result<()>,
+) -> Result<()> {
+    let e = err(path);
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 28))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(|x| e(x.to_string()))?;
+    body(&mut chart, &e)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    root.present().map_err(|x| e(x.to_string()))?;
+    Ok(())
 }
 
 /// (min, max) of the values, widened so that the range is never empty.
@@ -75,53 +111,36 @@ pub fn line_chart(path: &Path, axes: &Axes, series: &[Series], y_from_zero: bool
         y_from_zero,
     );
     let y1 = y1 + 0.25 * (y1 - y0); // head-room keeps the legend (upper right) clear of the data
-    let e = err(path);
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axes.title, ("sans-serif", 28))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|x| e(x.to_string()))?;
-    chart
-        .configure_mesh()
-        .light_line_style(RGBColor(238, 238, 238))
-        .x_desc(axes.x)
-        .y_desc(axes.y)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
-        .y_label_formatter(&|v| short(*v))
-        .x_label_formatter(&|v| short(*v))
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
-    for s in &series {
-        let style = ShapeStyle::from(&s.color).stroke_width(2);
-        let color = s.color;
+    draw_png(path, axes.title, x0..x1, y0..y1, |chart, e| {
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), style))
-            .map_err(|x| e(x.to_string()))?
-            .label(s.name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-            });
-        if s.markers {
+            .configure_mesh()
+            .light_line_style(RGBColor(238, 238, 238))
+            .x_desc(axes.x)
+            .y_desc(axes.y)
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .y_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| short(*v))
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        for s in &series {
+            let style = ShapeStyle::from(&s.color).stroke_width(2);
+            let color = s.color;
             chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-                .map_err(|x| e(x.to_string()))?;
+                .draw_series(LineSeries::new(s.points.iter().copied(), style))
+                .map_err(|x| e(x.to_string()))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                });
+            if s.markers {
+                chart
+                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .map_err(|x| e(x.to_string()))?;
+            }
         }
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
-    root.present().map_err(|x| e(x.to_string()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One stacked bar: its label and one value per category.
@@ -143,61 +162,52 @@ pub fn stacked_bars(
         .map(|b| b.values.iter().sum::<f64>())
         .fold(0.0, f64::max);
     let top = if top > 0.0 { top * 1.6 } else { 1.0 }; // head-room for the legend
-    let e = err(path);
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axes.title, ("sans-serif", 28))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
-        .map_err(|x| e(x.to_string()))?;
     let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .light_line_style(RGBColor(238, 238, 238))
-        .x_desc(axes.x)
-        .y_desc(axes.y)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
-        .x_labels(n + 1)
-        .x_label_formatter(&|v| {
-            let i = v.round();
-            if (v - i).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
+    draw_png(
+        path,
+        axes.title,
+        -0.5f64..(n as f64 - 0.5),
+        0f64..top,
+        |chart, e| {
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .light_line_style(RGBColor(238, 238, 238))
+                .x_desc(axes.x)
+                .y_desc(axes.y)
+                .label_style(("sans-serif", 16))
+                .axis_desc_style(("sans-serif", 18))
+                .x_labels(n + 1)
+                .x_label_formatter(&|v| {
+                    let i = v.round();
+                    if (v - i).abs() < 1e-6 && i >= 0.0 {
+                        labels.get(i as usize).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_label_formatter(&|v| short(*v))
+                .draw()
+                .map_err(|x| e(x.to_string()))?;
+            for (c, (name, color)) in categories.iter().enumerate() {
+                let color = *color;
+                let rects = bars.iter().enumerate().map(move |(i, b)| {
+                    let base: f64 = b.values[..c.min(b.values.len())].iter().sum();
+                    let h = b.values.get(c).copied().unwrap_or(0.0);
+                    let x = i as f64;
+                    Rectangle::new([(x - 0.3, base), (x + 0.3, base + h)], color.filled())
+                });
+                chart
+                    .draw_series(rects)
+                    .map_err(|x| e(x.to_string()))?
+                    .label(*name)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+                    });
             }
-        })
-        .y_label_formatter(&|v| short(*v))
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
-    for (c, (name, color)) in categories.iter().enumerate() {
-        let color = *color;
-        let rects = bars.iter().enumerate().map(move |(i, b)| {
-            let base: f64 = b.values[..c.min(b.values.len())].iter().sum();
-            let h = b.values.get(c).copied().unwrap_or(0.0);
-            let x = i as f64;
-            Rectangle::new([(x - 0.3, base), (x + 0.3, base + h)], color.filled())
-        });
-        chart
-            .draw_series(rects)
-            .map_err(|x| e(x.to_string()))?
-            .label(*name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
-    root.present().map_err(|x| e(x.to_string()))?;
-    Ok(())
+            Ok(())
+        },
+    )
 }
 
 /// Compact tick labels: 12000 → "12k", 0.00012 → "1.2e-4".
