@@ -91,23 +91,16 @@ impl<B: Backend> Mlp<B> {
         })
     }
 
-    fn check(&self, u: usize, params: &B::Buf) -> anyhow::Result<()> {
-        let spec = self
-            .units
-            .get(u)
-            .ok_or_else(|| anyhow::anyhow!("mlp: no unit {u} (have {})", self.units.len()))?;
-        anyhow::ensure!(
+    fn check(&self, u: usize, params: &B::Buf, grads: Option<&B::Buf>) -> anyhow::Result<()> {
+        let grads_len = grads.map(|g| self.be.len(g));
+        super::spec::check_unit_call(
+            "mlp",
+            &self.units,
+            u,
             self.b > 0,
-            "mlp: set_batch must come before forward/backward"
-        );
-        let len = self.be.len(params);
-        anyhow::ensure!(
-            len >= spec.numel,
-            "mlp: unit {u} ({}) needs {} parameters, buffer has {len}",
-            spec.name,
-            spec.numel
-        );
-        Ok(())
+            self.be.len(params),
+            grads_len,
+        )
     }
 
     fn classes(&self) -> usize {
@@ -169,7 +162,7 @@ impl<B: Backend> Model<B> for Mlp<B> {
     }
 
     fn forward_unit(&mut self, u: usize, p: &B::Buf, _root: Option<&B::Buf>) -> anyhow::Result<()> {
-        self.check(u, p)?;
+        self.check(u, p, None)?;
         let be = &*self.be;
         let (n, l) = (self.b, self.layers[u]);
         let (lo, hi) = self.hs.split_at_mut(u);
@@ -199,11 +192,7 @@ impl<B: Backend> Model<B> for Mlp<B> {
         g: &mut B::Buf,
         _root: Option<(&B::Buf, &mut B::Buf)>,
     ) -> anyhow::Result<()> {
-        self.check(u, p)?;
-        anyhow::ensure!(
-            self.be.len(g) >= self.units[u].numel,
-            "mlp: gradient buffer of unit {u} too short"
-        );
+        self.check(u, p, Some(g))?;
         let be = &*self.be;
         let (n, l) = (self.b, self.layers[u]);
         let last = self.layers.len() - 1;

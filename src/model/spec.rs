@@ -57,3 +57,35 @@ impl UnitSpec {
         self.tensors.iter().find(|t| t.name == name)
     }
 }
+
+/// The checks every model runs before a unit's forward or backward: unit `u` exists, a
+/// batch is set, and the parameter (and gradient) buffers hold the whole unit.
+pub(crate) fn check_unit_call(
+    model: &str,
+    units: &[UnitSpec],
+    u: usize,
+    batch_set: bool,
+    params_len: usize,
+    grads_len: Option<usize>,
+) -> anyhow::Result<()> {
+    let spec = units
+        .get(u)
+        .ok_or_else(|| anyhow::anyhow!("{model}: no unit {u} (have {})", units.len()))?;
+    anyhow::ensure!(
+        batch_set,
+        "{model}: set_batch must come before forward/backward"
+    );
+    anyhow::ensure!(
+        params_len >= spec.numel,
+        "{model}: unit {u} ({}) needs {} parameters, buffer has {params_len}",
+        spec.name,
+        spec.numel
+    );
+    if let Some(len) = grads_len {
+        anyhow::ensure!(
+            len >= spec.numel,
+            "{model}: gradient buffer of unit {u} too short"
+        );
+    }
+    Ok(())
+}

@@ -97,24 +97,17 @@ impl<B: Backend> Gpt<B> {
         self.cfg.n_layer + 1
     }
 
-    /// Checks that `u` exists, a batch is set and `params` holds the unit.
-    fn check(&self, u: usize, params: &B::Buf) -> anyhow::Result<()> {
-        let spec = self
-            .units
-            .get(u)
-            .ok_or_else(|| anyhow::anyhow!("gpt: no unit {u} (have {})", self.units.len()))?;
-        anyhow::ensure!(
+    /// Checks that `u` exists, a batch is set and the buffers hold the unit.
+    fn check(&self, u: usize, params: &B::Buf, grads: Option<&B::Buf>) -> anyhow::Result<()> {
+        let grads_len = grads.map(|g| self.be.len(g));
+        super::spec::check_unit_call(
+            "gpt",
+            &self.units,
+            u,
             self.b > 0,
-            "gpt: set_batch must come before forward/backward"
-        );
-        let len = self.be.len(params);
-        anyhow::ensure!(
-            len >= spec.numel,
-            "gpt: unit {u} ({}) needs {} parameters, buffer has {len}",
-            spec.name,
-            spec.numel
-        );
-        Ok(())
+            self.be.len(params),
+            grads_len,
+        )
     }
 
     fn check_root(&self, root_len: usize) -> anyhow::Result<()> {
@@ -199,7 +192,7 @@ impl<B: Backend> Model<B> for Gpt<B> {
     }
 
     fn forward_unit(&mut self, u: usize, p: &B::Buf, root: Option<&B::Buf>) -> anyhow::Result<()> {
-        self.check(u, p)?;
+        self.check(u, p, None)?;
         let be = &*self.be;
         let d = self.dims();
         let (n, c, v) = (d.b * d.t, d.c, self.cfg.vocab);
@@ -248,11 +241,7 @@ impl<B: Backend> Model<B> for Gpt<B> {
         g: &mut B::Buf,
         root: Option<(&B::Buf, &mut B::Buf)>,
     ) -> anyhow::Result<()> {
-        self.check(u, p)?;
-        anyhow::ensure!(
-            self.be.len(g) >= self.units[u].numel,
-            "gpt: gradient buffer of unit {u} too short"
-        );
+        self.check(u, p, Some(g))?;
         let be = &*self.be;
         let d = self.dims();
         let (n, c, v) = (d.b * d.t, d.c, self.cfg.vocab);
