@@ -88,15 +88,7 @@ impl Optimizer for Adam {
         decay: bool,
         hp: &StepHyper,
     ) {
-        assert_eq!(
-            params.len(),
-            grads.len(),
-            "adam: params and grads differ in length"
-        );
-        assert!(
-            offset + params.len() <= self.m.len(),
-            "adam: slice exceeds the shard"
-        );
+        super::check_slice("adam", offset, params, grads, self.m.len());
         let t = hp.step.max(1) as i32;
         let [b1, b2] = self.betas;
         let lr = hp.lr as f64;

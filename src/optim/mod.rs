@@ -55,6 +55,20 @@ pub trait Optimizer: Send {
 
 /// Builds the optimizer `cfg.optimizer` names for a shard of `shard_len` elements, with
 /// its state zero-initialised (as PyTorch's lazily created state is on the first step).
+/// The precondition every `Optimizer::update` states: `params` and `grads` match and the
+/// slice lies inside the shard. A failure is an engine bug, not user input.
+fn check_slice(name: &str, offset: usize, params: &[f32], grads: &[f32], shard_len: usize) {
+    assert_eq!(
+        params.len(),
+        grads.len(),
+        "{name}: params and grads differ in length"
+    );
+    assert!(
+        offset + params.len() <= shard_len,
+        "{name}: slice exceeds the shard"
+    );
+}
+
 pub fn build_optimizer(cfg: &TrainConfig, shard_len: usize) -> Box<dyn Optimizer> {
     let wd = cfg.weight_decay as f32;
     match cfg.optimizer {

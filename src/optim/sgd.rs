@@ -67,15 +67,7 @@ impl Optimizer for Sgd {
         decay: bool,
         hp: &StepHyper,
     ) {
-        assert_eq!(
-            params.len(),
-            grads.len(),
-            "sgd: params and grads differ in length"
-        );
-        assert!(
-            offset + params.len() <= self.shard_len,
-            "sgd: slice exceeds the shard"
-        );
+        super::check_slice("sgd", offset, params, grads, self.shard_len);
         let n = params.len();
         let buf = if self.buf.is_empty() {
             None
