@@ -10,9 +10,7 @@ use crate::config::{Config, DataSource, ModelKind};
 use crate::data::{open_source, BatchSource, LoaderSpec, LoaderState, Split};
 use crate::device::Cpu;
 use crate::dist::{abort_on_error, eprint_line, Dist, ScalarOp};
-use crate::metrics::{
-    summary_table, CommCounter, MemCounter, MetricsWriter, PhaseTimes, Progress, StepRecord,
-};
+use crate::metrics::{summary_table, MemCounter, MetricsWriter, PhaseTimes, Progress, StepRecord};
 use crate::model::build_model;
 use crate::zero::{Engine, StepOutcome};
 use clap::Args;
@@ -280,13 +278,6 @@ fn record<B: crate::device::Backend>(
             .to_array()
             .map(|x| dist.all_reduce_f64(x, ScalarOp::Max)),
     );
-    let comm = CommCounter::from_array([
-        out.comm.allreduce as u64,
-        out.comm.reduce_scatter as u64,
-        out.comm.allgather as u64,
-        0,
-        out.comm.volume as u64,
-    ]);
     let rate = per_step as f64 / (step_ms / 1e3);
     StepRecord {
         step: step as u64 + 1,
@@ -301,7 +292,7 @@ fn record<B: crate::device::Backend>(
         times,
         mem: MemCounter::from_array(mem_arr),
         mem_ranks,
-        comm,
+        comm: out.comm.counter,
         skipped: out.skipped,
     }
 }

@@ -3,6 +3,7 @@
 //! `exposed_ms`.
 use super::Store;
 use crate::dist::{Dist, Pending, ReduceOp, ScalarOp};
+use crate::metrics::{CommCounter, CommKind};
 use half::{bf16, f16};
 use serde::Serialize;
 use std::time::Instant;
@@ -10,11 +11,9 @@ use std::time::Instant;
 /// One step's communication: elements per collective kind (padded) and time.
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct CommStats {
-    pub allreduce: usize,
-    pub reduce_scatter: usize,
-    pub allgather: usize,
-    /// Logical volume as the ZeRO paper counts it (an all-reduce counts twice).
-    pub volume: usize,
+    /// Elements per kind; `total` is the logical volume as the ZeRO paper counts it (an
+    /// all-reduce counts twice: a reduce-scatter plus an all-gather).
+    pub counter: CommCounter,
     /// Time at least one collective was in flight (overlapping ones counted once).
     #[serde(skip)]
     pub comm_ms: f64,
@@ -31,10 +30,7 @@ pub struct CommStats {
 impl Clone for CommStats {
     fn clone(&self) -> Self {
         CommStats {
-            allreduce: self.allreduce,
-            reduce_scatter: self.reduce_scatter,
-            allgather: self.allgather,
-            volume: self.volume,
+            counter: self.counter,
             comm_ms: self.comm_ms,
             exposed_ms: self.exposed_ms,
             intervals: Vec::new(),
@@ -75,16 +71,14 @@ impl CommStats {
     }
 
     fn add_allreduce(&mut self, n: usize) {
-        self.allreduce += n;
-        self.volume += 2 * n;
+        self.counter.add(CommKind::Allreduce, n);
+        self.counter.total += n as u64; // its all-gather half
     }
     fn add_reduce_scatter(&mut self, n: usize) {
-        self.reduce_scatter += n;
-        self.volume += n;
+        self.counter.add(CommKind::ReduceScatter, n);
     }
     fn add_allgather(&mut self, n: usize) {
-        self.allgather += n;
-        self.volume += n;
+        self.counter.add(CommKind::Allgather, n);
     }
     /// Time of a blocking collective: all of it was in flight and all of it exposed.
     fn blocking(&mut self, since: Instant) {

@@ -98,7 +98,6 @@ pub struct Engine<'d, B: Backend> {
     pub(super) in_flight: VecDeque<(usize, InFlight)>,
     pub(super) transient: Transient,
     pub(super) stats: CommStats,
-    pub(super) train_cfg: crate::config::TrainConfig,
     /// Clip the global gradient norm to this.
     pub(super) clip_max: Option<f64>,
     /// Optimizer steps taken (1-based after the first).
@@ -160,7 +159,15 @@ impl<'d, B: Backend> Engine<'d, B> {
             params: Vec::with_capacity(n_units),
             grads: Vec::with_capacity(n_units),
             master: Vec::with_capacity(n_units),
-            optimizer: build_optimizer(&cfg.train, 0),
+            // The optimizer's states cover this rank's domains of all units, concatenated.
+            optimizer: build_optimizer(
+                &cfg.train,
+                if plan.shards_optimizer() {
+                    layout.shard()
+                } else {
+                    layout.padded()
+                },
+            ),
             opt_offsets: Vec::with_capacity(n_units),
             scaler: LossScaler::disabled(),
             pwork: (0..n_units).map(|_| None).collect(),
@@ -178,7 +185,6 @@ impl<'d, B: Backend> Engine<'d, B> {
             transient: Transient::default(),
             stats: CommStats::default(),
             layout,
-            train_cfg: cfg.train.clone(),
             clip_max: (cfg.train.clip_grad > 0.0).then_some(cfg.train.clip_grad),
             step: 0,
             attempts: 0,
@@ -248,8 +254,6 @@ impl<'d, B: Backend> Engine<'d, B> {
             self.opt_offsets.push(opt_len);
             opt_len += domain.len();
         }
-        // The optimizer's states cover the concatenated domains.
-        self.optimizer = build_optimizer_for(self, opt_len);
         Ok(())
     }
 
@@ -441,10 +445,6 @@ impl<'d, B: Backend> Engine<'d, B> {
         self.zero_grads();
         Ok((grad_norm, false))
     }
-}
-
-fn build_optimizer_for<B: Backend>(engine: &Engine<'_, B>, len: usize) -> Box<dyn Optimizer> {
-    build_optimizer(&engine.train_cfg, len)
 }
 
 /// The f32 device buffer holding unit `u`'s parameters for compute.
