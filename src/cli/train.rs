@@ -250,14 +250,7 @@ fn record<B: crate::device::Backend>(
     per_step: usize,
     tokens_per_sample: usize,
 ) -> StepRecord {
-    let m = engine.memory();
-    let t = engine.transient();
-    let mut mem = MemCounter::default();
-    mem.params = m.params as u64;
-    mem.grads = m.grads as u64;
-    mem.optimizer = m.optimizer as u64;
-    mem.gathered_peak = t.gathered_peak as u64;
-    mem.bucket_peak = t.bucket_peak as u64;
+    let mut mem = engine.memory();
     mem.refresh_rss();
     // Every rank's memory (one all-gather), and its maximum over ranks.
     let mem_ranks = gather_memory(dist, &mem);
@@ -310,7 +303,7 @@ fn gather_memory(dist: &Dist, mem: &MemCounter) -> Vec<MemCounter> {
 
 fn print_summary<B: crate::device::Backend>(dist: &Dist, cfg: &Config, engine: &Engine<'_, B>) {
     let m = engine.memory();
-    let mib = |b: usize| format!("{:.2} MiB", b as f64 / 1048576.0);
+    let mib = |b: u64| format!("{:.2} MiB", b as f64 / 1048576.0);
     let data = match cfg.data.source {
         DataSource::Synthetic => "synthetic".to_string(),
         DataSource::Hdf5 => format!("{} ({:?})", cfg.data.path, cfg.data.sampling),

@@ -20,6 +20,7 @@ use crate::config::{Config, DType};
 use crate::data::Batch;
 use crate::device::Backend;
 use crate::dist::Dist;
+use crate::metrics::MemCounter;
 use crate::model::{Model, UnitSpec};
 use crate::optim::{build_optimizer, clip_coef, LossScaler, Optimizer, StepHyper};
 use std::collections::VecDeque;
@@ -37,15 +38,6 @@ pub(super) enum Home<B: Backend> {
 
 /// One gradient bucket's buffers: (send, receive), sized once for the largest bucket.
 type BucketBufs = (Store, Store);
-
-/// Transient bytes and their peaks in the current step.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Transient {
-    pub gathered_now: usize,
-    pub gathered_peak: usize,
-    pub bucket_now: usize,
-    pub bucket_peak: usize,
-}
 
 /// What one optimizer step produced.
 #[derive(Debug, Clone, Default)]
@@ -96,7 +88,8 @@ pub struct Engine<'d, B: Backend> {
     pub(super) bucket_ready: Vec<usize>,
     pub(super) bucket_bufs: Vec<BucketBufs>,
     pub(super) in_flight: VecDeque<(usize, InFlight)>,
-    pub(super) transient: Transient,
+    /// Transient buffers (gathered parameters, gradient buckets): bytes now and peaks.
+    pub(super) transient: MemCounter,
     pub(super) stats: CommStats,
     /// Clip the global gradient norm to this.
     pub(super) clip_max: Option<f64>,
@@ -182,7 +175,7 @@ impl<'d, B: Backend> Engine<'d, B> {
             bucket_of,
             bucket_bufs: Vec::new(),
             in_flight: VecDeque::new(),
-            transient: Transient::default(),
+            transient: MemCounter::default(),
             stats: CommStats::default(),
             layout,
             clip_max: (cfg.train.clip_grad > 0.0).then_some(cfg.train.clip_grad),
@@ -257,22 +250,19 @@ impl<'d, B: Backend> Engine<'d, B> {
         Ok(())
     }
 
-    /// Bytes of persistent states this rank holds, counted from the allocated buffers.
-    pub fn memory(&self) -> super::MemPlan {
+    /// Bytes this rank holds: persistent states counted from the allocated buffers, and
+    /// the peaks of the transient ones.
+    pub fn memory(&self) -> MemCounter {
         let home_bytes = |h: &Home<B>| match h {
-            Home::Device(b) => self.backend.len(b) * 4,
-            Home::Host(s) => s.bytes(),
+            Home::Device(b) => self.backend.len(b) as u64 * 4,
+            Home::Host(s) => s.bytes() as u64,
         };
-        super::MemPlan {
-            params: self.params.iter().map(home_bytes).sum(),
-            grads: self.grads.iter().map(home_bytes).sum(),
-            optimizer: self.master.iter().map(|m| m.len() * 4).sum::<usize>()
-                + self.optimizer.state_bytes(),
-        }
-    }
-
-    pub fn transient(&self) -> Transient {
-        self.transient
+        let mut mem = self.transient;
+        mem.params = self.params.iter().map(home_bytes).sum();
+        mem.grads = self.grads.iter().map(home_bytes).sum();
+        mem.optimizer = (self.master.iter().map(|m| m.len() * 4).sum::<usize>()
+            + self.optimizer.state_bytes()) as u64;
+        mem
     }
 
     pub fn loss_scale(&self) -> f64 {

@@ -6,6 +6,7 @@ use super::engine::{Engine, Home};
 use super::params::host_view_mut;
 use super::Store;
 use crate::device::Backend;
+use crate::metrics::Transient;
 use std::ops::Range;
 
 impl<B: Backend> Engine<'_, B> {
@@ -21,16 +22,15 @@ impl<B: Backend> Engine<'_, B> {
         };
         host_view_mut(self.backend.as_ref(), &mut buf)?.fill(0.0);
         self.gwork[u] = Some(buf);
-        let t = &mut self.transient;
-        t.bucket_now += n * 4;
-        t.bucket_peak = t.bucket_peak.max(t.bucket_now);
+        self.transient.transient_alloc(Transient::Bucket, n * 4);
         Ok(())
     }
 
     fn release_grad_work(&mut self, u: usize) {
         if let Some(buf) = self.gwork[u].take() {
             self.gfree.push(buf);
-            self.transient.bucket_now -= self.layout.max_padded() * 4;
+            self.transient
+                .transient_free(Transient::Bucket, self.layout.max_padded() * 4);
         }
     }
 
@@ -105,9 +105,8 @@ impl<B: Backend> Engine<'_, B> {
             } else {
                 max / self.layout.world
             };
-            let t = &mut self.transient;
-            t.bucket_now += (max + recv_len) * self.reduce.bytes();
-            t.bucket_peak = t.bucket_peak.max(t.bucket_now);
+            self.transient
+                .transient_alloc(Transient::Bucket, (max + recv_len) * self.reduce.bytes());
             (
                 Store::zeros(self.reduce, max),
                 Store::zeros(self.reduce, recv_len),

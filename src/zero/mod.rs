@@ -15,5 +15,5 @@ mod state_io;
 mod update;
 
 pub use comm::CommStats;
-pub use engine::{Engine, StepOutcome, Transient};
+pub use engine::{Engine, StepOutcome};
 pub use state_io::UnitPiece;

@@ -5,6 +5,7 @@ use super::comm;
 use super::engine::{Engine, Home};
 use super::Store;
 use crate::device::Backend;
+use crate::metrics::Transient;
 
 impl<B: Backend> Engine<'_, B> {
     fn take_param_work(&mut self) -> anyhow::Result<B::Buf> {
@@ -12,9 +13,8 @@ impl<B: Backend> Engine<'_, B> {
             Some(b) => b,
             None => self.backend.alloc(self.layout.max_padded())?,
         };
-        let t = &mut self.transient;
-        t.gathered_now += self.layout.max_padded() * 4;
-        t.gathered_peak = t.gathered_peak.max(t.gathered_now);
+        self.transient
+            .transient_alloc(Transient::Gathered, self.layout.max_padded() * 4);
         Ok(buf)
     }
 
@@ -27,11 +27,8 @@ impl<B: Backend> Engine<'_, B> {
             );
             let dtype = self.plan.dtype;
             // Counted as gathered memory for the rest of the run (reused every step).
-            self.transient.gathered_now += (shard + padded) * dtype.bytes();
-            self.transient.gathered_peak = self
-                .transient
-                .gathered_peak
-                .max(self.transient.gathered_now);
+            self.transient
+                .transient_alloc(Transient::Gathered, (shard + padded) * dtype.bytes());
             (Store::zeros(dtype, shard), Store::zeros(dtype, padded))
         })
     }
@@ -109,7 +106,8 @@ impl<B: Backend> Engine<'_, B> {
     pub(super) fn release_params(&mut self, u: usize) {
         if let Some(buf) = self.pwork[u].take() {
             self.pfree.push(buf);
-            self.transient.gathered_now -= self.layout.max_padded() * 4;
+            self.transient
+                .transient_free(Transient::Gathered, self.layout.max_padded() * 4);
         }
     }
 
