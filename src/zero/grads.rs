@@ -3,7 +3,7 @@
 //! unpacking into each unit's gradient home, and f32 views for the optimizer.
 use super::comm;
 use super::engine::{Engine, Home};
-use super::params::host_view_mut;
+use super::params::{host_view, host_view_mut};
 use super::Store;
 use crate::device::Backend;
 use crate::metrics::Transient;
@@ -40,9 +40,7 @@ impl<B: Backend> Engine<'_, B> {
             // Replicated gradients in host storage accumulate every micro-batch.
             if let (Home::Host(home), Some(work)) = (&mut self.grads[u], &self.gwork[u]) {
                 let padded = self.layout.units[u].padded;
-                let view = self.backend.host(work).ok_or_else(|| {
-                    anyhow::anyhow!("backend {} has no host view", self.backend.name())
-                })?;
+                let view = host_view(self.backend.as_ref(), work)?;
                 home.add_f32(0, &view[..padded]);
             }
             self.release_grad_work(u);
@@ -66,19 +64,13 @@ impl<B: Backend> Engine<'_, B> {
         dst: &mut Store,
         at: usize,
     ) -> anyhow::Result<()> {
-        let device = match (&self.grads[u], &self.gwork[u]) {
-            (_, Some(b)) | (Home::Device(b), None) => Some(b),
-            _ => None,
-        };
-        match (device, &self.grads[u]) {
-            (Some(b), _) => {
-                let view = self.backend.host(b).ok_or_else(|| {
-                    anyhow::anyhow!("backend {} has no host view", self.backend.name())
-                })?;
-                dst.write_f32(at, &view[range]);
+        // The f32 buffer backward wrote (a working buffer, or a device-resident home),
+        // else the home in host storage.
+        match (&self.gwork[u], &self.grads[u]) {
+            (Some(b), _) | (None, Home::Device(b)) => {
+                dst.write_f32(at, &host_view(self.backend.as_ref(), b)?[range])
             }
             (None, Home::Host(s)) => dst.copy_from(at, s, range),
-            (None, Home::Device(_)) => unreachable!("matched above"),
         }
         Ok(())
     }
@@ -254,9 +246,7 @@ impl<B: Backend> Engine<'_, B> {
     ) -> anyhow::Result<&'a [f32]> {
         let range = self.home_range(u);
         Ok(match &self.grads[u] {
-            Home::Device(b) => &self.backend.host(b).ok_or_else(|| {
-                anyhow::anyhow!("backend {} has no host view", self.backend.name())
-            })?[range],
+            Home::Device(b) => &host_view(self.backend.as_ref(), b)?[range],
             Home::Host(Store::F32(v)) => &v[range],
             Home::Host(s) => {
                 let n = range.len();

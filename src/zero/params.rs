@@ -162,18 +162,25 @@ impl<B: Backend> Engine<'_, B> {
     }
 }
 
-/// Mutable host view of a device buffer; backends without one are not supported yet by
-/// the engine's host-side collectives.
+fn no_host_view<B: Backend>(backend: &B) -> anyhow::Error {
+    anyhow::anyhow!(
+        "backend {} has no host view: device-resident ZeRO collectives are not built yet",
+        backend.name()
+    )
+}
+
+/// Host view of a device buffer; backends without one are not supported yet by the
+/// engine's host-side collectives.
+pub(super) fn host_view<'a, B: Backend>(backend: &B, buf: &'a B::Buf) -> anyhow::Result<&'a [f32]> {
+    backend.host(buf).ok_or_else(|| no_host_view(backend))
+}
+
+/// Mutable host view of a device buffer (see [`host_view`]).
 pub(super) fn host_view_mut<'a, B: Backend>(
     backend: &B,
     buf: &'a mut B::Buf,
 ) -> anyhow::Result<&'a mut [f32]> {
-    backend.host_mut(buf).ok_or_else(|| {
-        anyhow::anyhow!(
-            "backend {} has no host view: device-resident ZeRO collectives are not built yet",
-            backend.name()
-        )
-    })
+    backend.host_mut(buf).ok_or_else(|| no_host_view(backend))
 }
 
 /// `buf[..n] = src[..n]` as f32 (zero-copy into the host view on CPU, staged otherwise).

@@ -4,7 +4,7 @@
 //! range and keeps the part inside its optimizer domain, so a checkpoint written at one
 //! world size and stage loads at any other.
 use super::engine::{Engine, Home};
-use super::params::host_view_mut;
+use super::params::{host_view, host_view_mut};
 use super::Store;
 use crate::device::Backend;
 use crate::optim::LossScaler;
@@ -42,9 +42,7 @@ impl<B: Backend> Engine<'_, B> {
         }
         let d = self.domain(u);
         match &self.params[u] {
-            Home::Device(b) => Ok(&self.backend.host(b).ok_or_else(|| {
-                anyhow::anyhow!("backend {} has no host view", self.backend.name())
-            })?[d]),
+            Home::Device(b) => Ok(&host_view(self.backend.as_ref(), b)?[d]),
             Home::Host(Store::F32(v)) => Ok(&v[..]),
             Home::Host(_) => {
                 anyhow::bail!("internal error: half parameters without master weights")
