@@ -51,9 +51,8 @@ fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> 
     // Collective, but every rank checks the checkpoint before its first collective and all
     // agree on the outcome, so a bad checkpoint fails alike on every rank.
     let resumed = agree(dist, checkpoint::resume(dist, &mut engine, &cfg))?;
-    let start = resumed.as_ref().map_or(0, |r| r.step as usize);
-    let metrics = agree(dist, open_outputs(dist, &cfg, start))?;
-    if let Err(e) = train(dist, &cfg, engine, resumed, metrics) {
+    let io = agree(dist, open_io(dist, &cfg, resumed))?;
+    if let Err(e) = train(dist, &cfg, engine, io) {
         abort_on_error(dist, &e);
     }
     Ok(())
@@ -79,16 +78,11 @@ fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
     Err(Reported)
 }
 
-/// The model, this rank's states, and a check that the data opens (no collectives).
+/// The model and this rank's states (no collectives).
 fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<Engine<'d, Cpu>> {
     let backend = Arc::new(cpu_backend(dist, cfg)?);
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
-    let engine = Engine::new(dist, backend, model, cfg)?;
-    open_split(dist, cfg, Split::Train, None)?;
-    if evaluating(cfg) {
-        open_split(dist, cfg, Split::Val, None)?;
-    }
-    Ok(engine)
+    Engine::new(dist, backend, model, cfg)
 }
 
 /// The compute backend `system.device` asks for. The engine drives the CPU backend; the
@@ -108,16 +102,35 @@ fn cpu_backend(dist: &Dist, cfg: &Config) -> anyhow::Result<Cpu> {
     }
 }
 
-/// Output locations, checked before training: the metrics file (rank 0; appended to when
-/// resuming at `start` > 0) and the checkpoint directory.
-fn open_outputs(dist: &Dist, cfg: &Config, start: usize) -> anyhow::Result<Option<MetricsWriter>> {
+/// What the loop reads and writes, opened (and so checked) before training.
+struct Io {
+    /// The first step to run (> 0 when resuming).
+    start: usize,
+    train_data: Box<dyn BatchSource>,
+    /// Rank 0's metrics file (appended to when resuming).
+    metrics: Option<MetricsWriter>,
+}
+
+/// Opens the training data at the resumed position, checks the val split opens, creates
+/// the checkpoint directory and opens the metrics file.
+fn open_io(dist: &Dist, cfg: &Config, resumed: Option<checkpoint::Resumed>) -> anyhow::Result<Io> {
+    let start = resumed.as_ref().map_or(0, |r| r.step as usize);
+    let train_data = open_split(dist, cfg, Split::Train, resumed.map(|r| r.loader))?;
+    if evaluating(cfg) {
+        open_split(dist, cfg, Split::Val, None)?;
+    }
     if !cfg.checkpoint.dir.is_empty() {
         std::fs::create_dir_all(&cfg.checkpoint.dir)
             .map_err(|e| anyhow::anyhow!("checkpoint.dir {}: {e}", cfg.checkpoint.dir))?;
     }
-    Ok(match (dist.is_root(), cfg.log.metrics.as_str()) {
+    let metrics = match (dist.is_root(), cfg.log.metrics.as_str()) {
         (true, path) if !path.is_empty() => Some(MetricsWriter::create(path.as_ref(), start > 0)?),
         _ => None,
+    };
+    Ok(Io {
+        start,
+        train_data,
+        metrics,
     })
 }
 
@@ -147,15 +160,12 @@ fn open_split(
     open_source(&cfg.data, &cfg.model, spec, resume)
 }
 
-fn train(
-    dist: &Dist,
-    cfg: &Config,
-    mut engine: Engine<'_, Cpu>,
-    resumed: Option<checkpoint::Resumed>,
-    mut metrics: Option<MetricsWriter>,
-) -> anyhow::Result<()> {
-    let start = resumed.as_ref().map_or(0, |r| r.step as usize);
-    let mut train_data = open_split(dist, cfg, Split::Train, resumed.map(|r| r.loader))?;
+fn train(dist: &Dist, cfg: &Config, mut engine: Engine<'_, Cpu>, io: Io) -> anyhow::Result<()> {
+    let Io {
+        start,
+        mut train_data,
+        mut metrics,
+    } = io;
     if dist.is_root() {
         print_summary(dist, cfg, &engine);
     }
