@@ -4,7 +4,8 @@
 //! range and keeps the part inside its optimizer domain, so a checkpoint written at one
 //! world size and stage loads at any other.
 use super::engine::{Engine, Home};
-use super::params::{host_view, host_view_mut};
+use super::params::host_view;
+use super::update::master_view_mut;
 use super::Store;
 use crate::device::Backend;
 use crate::optim::LossScaler;
@@ -101,19 +102,13 @@ impl<B: Backend> Engine<'_, B> {
         for (dst_state, src_state) in states.iter_mut().zip(&piece.states) {
             dst_state[off + dst.start..off + dst.end].copy_from_slice(&src_state[src.clone()]);
         }
-        if self.plan.has_master() {
-            self.master[u][dst].copy_from_slice(&piece.master[src]);
-        } else {
-            let backend = self.backend.as_ref();
-            let m: &mut [f32] = match &mut self.params[u] {
-                Home::Device(b) => &mut host_view_mut(backend, b)?[d],
-                Home::Host(Store::F32(v)) => &mut v[..],
-                Home::Host(_) => {
-                    anyhow::bail!("internal error: half parameters without master weights")
-                }
-            };
-            m[dst].copy_from_slice(&piece.master[src]);
-        }
+        let m = master_view_mut(
+            self.backend.as_ref(),
+            &mut self.master[u],
+            &mut self.params[u],
+            d,
+        )?;
+        m[dst].copy_from_slice(&piece.master[src]);
         Ok(())
     }
 

@@ -32,17 +32,12 @@ impl<B: Backend> Engine<'_, B> {
         };
         g.iter_mut().for_each(|x| *x *= mult);
         // m: (n) f32 master weights of the domain.
-        let m: &mut [f32] = if self.plan.has_master() {
-            &mut self.master[u][..]
-        } else {
-            match &mut self.params[u] {
-                Home::Device(b) => &mut host_view_mut(backend, b)?[domain.clone()],
-                Home::Host(Store::F32(v)) => &mut v[..],
-                Home::Host(_) => {
-                    anyhow::bail!("internal error: half parameters without master weights")
-                }
-            }
-        };
+        let m = master_view_mut(
+            backend,
+            &mut self.master[u],
+            &mut self.params[u],
+            domain.clone(),
+        )?;
         for t in &self.specs[u].tensors {
             let len: usize = t.shape.iter().product();
             let start = t.offset.max(domain.start);
@@ -61,4 +56,23 @@ impl<B: Backend> Engine<'_, B> {
         }
         Ok(())
     }
+}
+
+/// The fp32 master weights of a unit's optimizer domain, mutable: the separate master copy
+/// when parameters are half (`master` non-empty), else the fp32 parameters themselves
+/// (the domain of a full device buffer, or the whole stage-3 shard).
+pub(super) fn master_view_mut<'a, B: Backend>(
+    backend: &B,
+    master: &'a mut [f32],
+    params: &'a mut Home<B>,
+    domain: std::ops::Range<usize>,
+) -> anyhow::Result<&'a mut [f32]> {
+    if !master.is_empty() {
+        return Ok(master);
+    }
+    Ok(match params {
+        Home::Device(b) => &mut host_view_mut(backend, b)?[domain],
+        Home::Host(Store::F32(v)) => &mut v[..],
+        Home::Host(_) => anyhow::bail!("internal error: half parameters without master weights"),
+    })
 }
