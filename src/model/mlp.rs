@@ -2,6 +2,7 @@
 //! the end. One unit per linear layer (`fc{i}`: weight (in, out), bias (out)).
 use super::init::{uniform, unit_rng};
 use super::linear::Linear;
+use super::loss::CrossEntropy;
 use super::spec::UnitSpec;
 use super::Model;
 use crate::config::ModelConfig;
@@ -38,16 +39,12 @@ pub struct Mlp<B: Backend> {
     max_batch: usize,
     b: usize,
     x: B::Buf,
-    targets: B::Ids,
     /// hs[i]: (N, out_i) output of layer i (after ReLU for hidden layers; logits last,
     /// turned into their gradient in place by backward).
     hs: Vec<B::Buf>,
     /// Ping-pong gradient buffers (N, max width).
     dbuf: [B::Buf; 2],
-    losses: B::Buf,
-    losses_host: Vec<f32>,
-    loss: f32,
-    grad_scale: f32,
+    loss: CrossEntropy<B>,
 }
 
 impl<B: Backend> Mlp<B> {
@@ -80,13 +77,9 @@ impl<B: Backend> Mlp<B> {
             max_batch,
             b: 0,
             x: be.alloc(n * cfg.inputs)?,
-            targets: be.alloc_ids(n)?,
             hs,
             dbuf: [be.alloc(n * widest)?, be.alloc(n * widest)?],
-            losses: be.alloc(n)?,
-            losses_host: vec![0.0; n],
-            loss: f32::NAN,
-            grad_scale: 1.0,
+            loss: CrossEntropy::new(&*be, n)?,
             be,
         })
     }
@@ -156,7 +149,7 @@ impl<B: Backend> Model<B> for Mlp<B> {
             );
         }
         self.be.upload(&mut self.x, x);
-        self.be.upload_ids(&mut self.targets, y);
+        self.loss.set_targets(&*self.be, y);
         self.b = b;
         Ok(())
     }
@@ -172,17 +165,16 @@ impl<B: Backend> Model<B> for Mlp<B> {
         if u + 1 < self.layers.len() {
             be.relu_fwd(out, n * l.dout);
         } else {
-            be.crossentropy_fwd(&mut self.losses, out, &self.targets, n, l.dout);
-            self.loss = crate::model::mean_loss(be, &self.losses, &mut self.losses_host[..n]);
+            self.loss.forward(be, out, n, l.dout);
         }
         Ok(())
     }
 
     fn loss(&self) -> f32 {
-        self.loss
+        self.loss.loss()
     }
     fn set_grad_scale(&mut self, s: f32) {
-        self.grad_scale = s;
+        self.loss.set_grad_scale(s);
     }
 
     fn backward_unit(
@@ -205,8 +197,7 @@ impl<B: Backend> Model<B> for Mlp<B> {
             (d1, d0)
         };
         if u == last {
-            let scale = self.grad_scale / n as f32;
-            be.crossentropy_bwd(&mut self.hs[u], &self.targets, n, l.dout, scale);
+            self.loss.backward(be, &mut self.hs[u], n, l.dout);
         } else {
             be.relu_bwd(dy_buf, &self.hs[u], n * l.dout);
         }

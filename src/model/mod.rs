@@ -10,6 +10,7 @@ mod gpt;
 mod init;
 pub mod linear;
 mod local;
+mod loss;
 mod mlp;
 mod spec;
 
@@ -88,13 +89,6 @@ pub fn unit_specs(cfg: &ModelConfig) -> Vec<UnitSpec> {
         ModelKind::Gpt => gpt::unit_specs(cfg),
         ModelKind::Mlp => mlp::unit_specs(cfg),
     }
-}
-
-/// Mean of the per-target losses `losses[..host.len()]` (downloaded into `host`),
-/// summed in f64.
-pub(crate) fn mean_loss<B: Backend>(be: &B, losses: &B::Buf, host: &mut [f32]) -> f32 {
-    be.download(losses, host);
-    (host.iter().map(|&l| l as f64).sum::<f64>() / host.len().max(1) as f64) as f32
 }
 
 /// The unit whose parameters are shared with a later unit (GPT's token embedding, tied

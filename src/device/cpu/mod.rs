@@ -49,6 +49,15 @@ fn split2(s: &mut [f32], a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
     }
 }
 
+/// `len` zeroed elements, or an error (not an abort) when the host cannot hold them.
+fn zeroed<T: Clone + Default>(len: usize, what: &str) -> anyhow::Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|e| anyhow::anyhow!("cannot allocate {len} {what} on the host: {e}"))?;
+    v.resize(len, T::default());
+    Ok(v)
+}
+
 impl Backend for Cpu {
     type Buf = CpuBuf;
     type Ids = CpuIds;
@@ -57,11 +66,7 @@ impl Backend for Cpu {
         "cpu"
     }
     fn alloc(&self, len: usize) -> anyhow::Result<CpuBuf> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(len)
-            .map_err(|e| anyhow::anyhow!("cannot allocate {len} f32 on the host: {e}"))?;
-        v.resize(len, 0.0);
-        Ok(CpuBuf(v))
+        Ok(CpuBuf(zeroed(len, "f32")?))
     }
     fn len(&self, buf: &CpuBuf) -> usize {
         buf.0.len()
@@ -82,11 +87,7 @@ impl Backend for Cpu {
         Ok(())
     }
     fn alloc_ids(&self, len: usize) -> anyhow::Result<CpuIds> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(len)
-            .map_err(|e| anyhow::anyhow!("cannot allocate {len} ids on the host: {e}"))?;
-        v.resize(len, 0);
-        Ok(CpuIds(v))
+        Ok(CpuIds(zeroed(len, "ids")?))
     }
     fn upload_ids(&self, dst: &mut CpuIds, src: &[u32]) {
         dst.0[..src.len()].copy_from_slice(src);

@@ -11,6 +11,7 @@ use crate::config::ModelConfig;
 use crate::data::batch::Batch;
 use crate::device::{Backend, Gemm};
 use crate::model::attention::Dims;
+use crate::model::loss::CrossEntropy;
 use block::{BlockActs, BlockScratch};
 use layout::BlockLayout;
 use std::sync::Arc;
@@ -26,7 +27,6 @@ pub struct Gpt<B: Backend> {
     b: usize,
     t: usize,
     ids: B::Ids,
-    targets: B::Ids,
     /// xs[0] = embedding output, xs[l + 1] = output of block l; each (N, C).
     xs: Vec<B::Buf>,
     blocks: Vec<BlockActs<B>>,
@@ -35,12 +35,9 @@ pub struct Gpt<B: Backend> {
     lnf_stats: B::Buf,
     /// (N, vocab) logits; backward turns them into their gradient in place.
     logits: B::Buf,
-    losses: B::Buf,
-    losses_host: Vec<f32>,
+    loss: CrossEntropy<B>,
     /// (N, C) gradient of the residual stream flowing down the units.
     dres: B::Buf,
-    loss: f32,
-    grad_scale: f32,
 }
 
 impl<B: Backend> Gpt<B> {
@@ -68,18 +65,14 @@ impl<B: Backend> Gpt<B> {
             b: 0,
             t: 0,
             ids: be.alloc_ids(n)?,
-            targets: be.alloc_ids(n)?,
             xs,
             blocks,
             scratch: BlockScratch::new(&*be, n, c, bh, t)?,
             lnf: be.alloc(n * c)?,
             lnf_stats: be.alloc(2 * n)?,
             logits: be.alloc(n * cfg.vocab)?,
-            losses: be.alloc(n)?,
-            losses_host: vec![0.0; n],
+            loss: CrossEntropy::new(&*be, n)?,
             dres: be.alloc(n * c)?,
-            loss: f32::NAN,
-            grad_scale: 1.0,
             be,
         })
     }
@@ -185,7 +178,7 @@ impl<B: Backend> Model<B> for Gpt<B> {
         );
         check_tokens(b, t, inputs, targets, self.cfg.vocab)?;
         self.be.upload_ids(&mut self.ids, inputs);
-        self.be.upload_ids(&mut self.targets, targets);
+        self.loss.set_targets(&*self.be, targets);
         self.b = b;
         self.t = t;
         Ok(())
@@ -221,17 +214,16 @@ impl<B: Backend> Model<B> for Gpt<B> {
             // logits (N, V) = lnf (N, C) · wteᵀ
             let g = Gemm::new(n, v, c, false, true).offsets(0, layout::WTE, 0);
             be.gemm(&g, &self.lnf, wte, &mut self.logits);
-            be.crossentropy_fwd(&mut self.losses, &self.logits, &self.targets, n, v);
-            self.loss = crate::model::mean_loss(be, &self.losses, &mut self.losses_host[..n]);
+            self.loss.forward(be, &self.logits, n, v);
         }
         Ok(())
     }
 
     fn loss(&self) -> f32 {
-        self.loss
+        self.loss.loss()
     }
     fn set_grad_scale(&mut self, s: f32) {
-        self.grad_scale = s;
+        self.loss.set_grad_scale(s);
     }
 
     fn backward_unit(
@@ -265,13 +257,7 @@ impl<B: Backend> Model<B> for Gpt<B> {
             let (wte, dwte) = root
                 .ok_or_else(|| anyhow::anyhow!("gpt: the head unit needs root (wte, its grads)"))?;
             self.check_root(be.len(wte).min(be.len(dwte)))?;
-            be.crossentropy_bwd(
-                &mut self.logits,
-                &self.targets,
-                n,
-                v,
-                self.grad_scale / n as f32,
-            );
+            self.loss.backward(be, &mut self.logits, n, v);
             // dlnf (N, C) = dlogits (N, V) · wte (V, C); dwte (V, C) += dlogitsᵀ · lnf
             let dlnf = &mut self.scratch.dtmp;
             be.gemm(
