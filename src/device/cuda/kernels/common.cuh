@@ -11,39 +11,36 @@ typedef unsigned long long u64;
 #define GID ((u64)blockIdx.x * blockDim.x + threadIdx.x)
 #define GSTRIDE ((u64)gridDim.x * blockDim.x)
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+// Reduction operators for warp_reduce and block_reduce.
+struct Add {
+    __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct Max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// `op` over the 32 lanes of a warp; every lane gets the result.
+template <typename Op> __device__ __forceinline__ float warp_reduce(float v, Op op) {
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
-// The leading barrier lets one kernel call this several times.
-__device__ float block_sum(float v) {
+// `op` over the block (blockDim.x a multiple of 32, at most 1024), starting from
+// `identity`; every thread gets the result. The leading barrier lets one kernel call this
+// several times.
+template <typename Op> __device__ float block_reduce(float v, float identity, Op op) {
     __shared__ float part[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     __syncthreads();
     if (lane == 0) part[warp] = v;
     __syncthreads();
-    float s = 0.0f;
-    for (int w = 0; w < nw; ++w) s += part[w];
-    return s;
+    float r = identity;
+    for (int w = 0; w < nw; ++w) r = op(r, part[w]);
+    return r;
 }
 
-// Max over the block, as block_sum.
-__device__ float block_max(float v) {
-    __shared__ float part[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    float m = -F_INF;
-    for (int w = 0; w < nw; ++w) m = fmaxf(m, part[w]);
-    return m;
-}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, Add()); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, Max()); }
+__device__ float block_sum(float v) { return block_reduce(v, 0.0f, Add()); }
+__device__ float block_max(float v) { return block_reduce(v, -F_INF, Max()); }

@@ -35,6 +35,16 @@ extern "C" __global__ void softmax_causal_bwd_f32(float* d, const float* p, u64 
     for (u64 j = lane; j < t; j += 32) dr[j] = j <= i ? scale * pr[j] * (dr[j] - dot) : 0.0f;
 }
 
+// Row x (length v), over one block: (max_j x_j, sum_j exp(x_j - max)); every thread gets both.
+__device__ float2 block_row_max_sumexp(const float* x, u64 v) {
+    float m = -F_INF;
+    for (u64 j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, x[j]);
+    m = block_max(m);
+    float s = 0.0f;
+    for (u64 j = threadIdx.x; j < v; j += blockDim.x) s += expf(x[j] - m);
+    return make_float2(m, block_sum(s));
+}
+
 // logits: (rows, v); targets, losses: (rows).
 // losses[r] = log(sum_j exp(x_j - max)) + max - x[target]; NaN when target >= v.
 extern "C" __global__ void crossentropy_fwd_f32(float* losses, const float* logits,
@@ -42,12 +52,8 @@ extern "C" __global__ void crossentropy_fwd_f32(float* losses, const float* logi
     u64 r = blockIdx.x;
     if (r >= rows) return;
     const float* x = logits + r * v;
-    float m = -F_INF;
-    for (u64 j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, x[j]);
-    m = block_max(m);
-    float s = 0.0f;
-    for (u64 j = threadIdx.x; j < v; j += blockDim.x) s += expf(x[j] - m);
-    s = block_sum(s);
+    float2 ms = block_row_max_sumexp(x, v);
+    float m = ms.x, s = ms.y;
     if (threadIdx.x == 0) {
         u64 tg = targets[r];
         losses[r] = tg < v ? logf(s) + m - x[tg] : F_NAN;
@@ -60,12 +66,8 @@ extern "C" __global__ void crossentropy_bwd_f32(float* logits, const unsigned* t
     u64 r = blockIdx.x;
     if (r >= rows) return;
     float* x = logits + r * v;
-    float m = -F_INF;
-    for (u64 j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, x[j]);
-    m = block_max(m);
-    float s = 0.0f;
-    for (u64 j = threadIdx.x; j < v; j += blockDim.x) s += expf(x[j] - m);
-    s = block_sum(s);
+    float2 ms = block_row_max_sumexp(x, v);
+    float m = ms.x, s = ms.y;
     float k = scale / s;
     u64 tg = targets[r];
     for (u64 j = threadIdx.x; j < v; j += blockDim.x) {
