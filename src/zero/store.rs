@@ -101,27 +101,23 @@ impl Store {
             (Store::F16(d), Store::F16(s)) => {
                 d[start..start + range.len()].copy_from_slice(&s[range])
             }
-            (d, s) => {
-                // Mixed dtypes go through f32 in small chunks (no allocation beyond one chunk).
-                let mut tmp = [0f32; 256];
-                let mut at = range.start;
-                while at < range.end {
-                    let n = (range.end - at).min(tmp.len());
-                    s.read_f32(at..at + n, &mut tmp[..n]);
-                    d.write_f32(start + (at - range.start), &tmp[..n]);
-                    at += n;
-                }
-            }
+            // Mixed dtypes go through f32.
+            (d, s) => s.for_f32_chunks(range, |i, chunk| d.write_f32(start + i, chunk)),
         }
     }
     /// `self[start + i] += src[range][i]` for a store of any dtype (through f32 chunks).
     pub fn add_from(&mut self, start: usize, src: &Store, range: Range<usize>) {
+        src.for_f32_chunks(range, |i, chunk| self.add_f32(start + i, chunk));
+    }
+    /// Calls `f(i, chunk)` over `self[range]` read as f32 in chunks on the stack (no
+    /// allocation), `i` being the chunk's offset from `range.start`.
+    fn for_f32_chunks(&self, range: Range<usize>, mut f: impl FnMut(usize, &[f32])) {
         let mut tmp = [0f32; 256];
         let mut at = range.start;
         while at < range.end {
             let n = (range.end - at).min(tmp.len());
-            src.read_f32(at..at + n, &mut tmp[..n]);
-            self.add_f32(start + (at - range.start), &tmp[..n]);
+            self.read_f32(at..at + n, &mut tmp[..n]);
+            f(at - range.start, &tmp[..n]);
             at += n;
         }
     }
