@@ -20,7 +20,9 @@ impl<B: Backend> Engine<'_, B> {
             Some(b) => b,
             None => self.backend.alloc(n)?,
         };
-        host_view_mut(self.backend.as_ref(), &mut buf)?.fill(0.0);
+        // Pooled at the largest unit's size; only this unit's padded length is ever read.
+        let padded = self.layout.units[u].padded;
+        host_view_mut(self.backend.as_ref(), &mut buf)?[..padded].fill(0.0);
         self.gwork[u] = Some(buf);
         self.transient.transient_alloc(Transient::Bucket, n * 4);
         Ok(())
@@ -221,7 +223,7 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     /// Range of unit `u`'s gradient home that covers its optimizer domain.
-    fn home_range(&self, u: usize) -> Range<usize> {
+    pub(super) fn home_range(&self, u: usize) -> Range<usize> {
         if self.plan.shards_grads() {
             0..self.layout.units[u].shard
         } else {

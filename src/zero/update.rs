@@ -17,9 +17,8 @@ impl<B: Backend> Engine<'_, B> {
         hp: &StepHyper,
     ) -> anyhow::Result<()> {
         let domain = self.domain(u);
-        let shards_grads = self.plan.shards_grads();
         let n = domain.len();
-        let home_range = if shards_grads { 0..n } else { domain.clone() };
+        let home_range = self.home_range(u);
         let backend = self.backend.as_ref();
         // g: (n) f32 gradients of the domain, scaled in place.
         let g: &mut [f32] = match &mut self.grads[u] {
