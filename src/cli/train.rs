@@ -7,6 +7,7 @@
 //!    Any error from here on aborts the whole job (`dist::abort_on_error`).
 use crate::checkpoint;
 use crate::config::{Config, DataSource, ModelKind};
+use crate::data::batch::Batch;
 use crate::data::{open_source, BatchSource, LoaderSpec, LoaderState, Split};
 use crate::device::Cpu;
 use crate::dist::{abort_on_error, eprint_line, Dist, ScalarOp};
@@ -107,18 +108,26 @@ struct Io {
     /// The first step to run (> 0 when resuming).
     start: usize,
     train_data: Box<dyn BatchSource>,
+    /// The batches every evaluation runs on: the first `eval_batches` of the val split
+    /// (empty when not evaluating), read once so evaluations compare.
+    val_batches: Vec<Batch>,
     /// Rank 0's metrics file (appended to when resuming).
     metrics: Option<MetricsWriter>,
 }
 
-/// Opens the training data at the resumed position, checks the val split opens, creates
-/// the checkpoint directory and opens the metrics file.
+/// Opens the training data at the resumed position, reads the val batches, creates the
+/// checkpoint directory and opens the metrics file.
 fn open_io(dist: &Dist, cfg: &Config, resumed: Option<checkpoint::Resumed>) -> anyhow::Result<Io> {
     let start = resumed.as_ref().map_or(0, |r| r.step as usize);
     let train_data = open_split(dist, cfg, Split::Train, resumed.map(|r| r.loader))?;
-    if evaluating(cfg) {
-        open_split(dist, cfg, Split::Val, None)?;
-    }
+    let val_batches = if evaluating(cfg) {
+        let mut val = open_split(dist, cfg, Split::Val, None)?;
+        (0..cfg.train.eval_batches)
+            .map(|_| val.next_batch())
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        Vec::new()
+    };
     if !cfg.checkpoint.dir.is_empty() {
         std::fs::create_dir_all(&cfg.checkpoint.dir)
             .map_err(|e| anyhow::anyhow!("checkpoint.dir {}: {e}", cfg.checkpoint.dir))?;
@@ -130,6 +139,7 @@ fn open_io(dist: &Dist, cfg: &Config, resumed: Option<checkpoint::Resumed>) -> a
     Ok(Io {
         start,
         train_data,
+        val_batches,
         metrics,
     })
 }
@@ -164,6 +174,7 @@ fn train(dist: &Dist, cfg: &Config, mut engine: Engine<'_, Cpu>, io: Io) -> anyh
     let Io {
         start,
         mut train_data,
+        val_batches,
         mut metrics,
     } = io;
     if dist.is_root() {
@@ -191,7 +202,7 @@ fn train(dist: &Dist, cfg: &Config, mut engine: Engine<'_, Cpu>, io: Io) -> anyh
         let data_wait_ms = train_data.wait_ms() - wait0;
         let is_last = step + 1 == cfg.train.steps;
         let val_loss = if evaluating(cfg) && ((step + 1) % cfg.train.eval_every == 0 || is_last) {
-            Some(evaluate(dist, cfg, &mut engine)?)
+            Some(evaluate(&mut engine, &val_batches)?)
         } else {
             None
         };
@@ -231,20 +242,16 @@ fn train(dist: &Dist, cfg: &Config, mut engine: Engine<'_, Cpu>, io: Io) -> anyh
     Ok(())
 }
 
-/// Mean validation loss over the first `eval_batches` batches of the val split (the same
-/// batches at every evaluation, so evaluations compare), averaged over ranks.
+/// Mean validation loss over `batches` (not empty), averaged over ranks.
 fn evaluate<B: crate::device::Backend>(
-    dist: &Dist,
-    cfg: &Config,
     engine: &mut Engine<'_, B>,
+    batches: &[Batch],
 ) -> anyhow::Result<f64> {
-    let mut data = open_split(dist, cfg, Split::Val, None)?;
     let mut sum = 0.0;
-    for _ in 0..cfg.train.eval_batches {
-        let batch = data.next_batch()?;
-        sum += engine.eval_loss(&batch)?;
+    for batch in batches {
+        sum += engine.eval_loss(batch)?;
     }
-    Ok(sum / cfg.train.eval_batches as f64)
+    Ok(sum / batches.len() as f64)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -276,11 +283,7 @@ fn record<B: crate::device::Backend>(
         comm_exposed_ms: out.comm.exposed_ms,
         data_wait_ms,
     };
-    let times = PhaseTimes::from_array(
-        times
-            .to_array()
-            .map(|x| dist.all_reduce_f64(x, ScalarOp::Max)),
-    );
+    let times = PhaseTimes::from_array(max_over_ranks(dist, times.to_array()));
     let rate = per_step as f64 / (step_ms / 1e3);
     StepRecord {
         step: step as u64 + 1,
@@ -301,6 +304,16 @@ fn record<B: crate::device::Backend>(
 }
 
 /// Each rank's memory counters, index = rank.
+/// Element-wise maximum of `x` over ranks, in one all-reduce.
+fn max_over_ranks<const N: usize>(dist: &Dist, x: [f64; N]) -> [f64; N] {
+    use mpi::collective::SystemOperation;
+    use mpi::traits::CommunicatorCollectives;
+    let mut out = [0.0; N];
+    dist.world()
+        .all_reduce_into(&x[..], &mut out[..], SystemOperation::max());
+    out
+}
+
 fn gather_memory(dist: &Dist, mem: &MemCounter) -> Vec<MemCounter> {
     use mpi::traits::CommunicatorCollectives;
     let mine = mem.to_array();
