@@ -3,15 +3,6 @@
 //! process's peak resident set size.
 use serde::{Deserialize, Serialize};
 
-/// A persistent model-state category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemCategory {
-    Params,
-    Grads,
-    /// fp32 master weights and optimizer moments.
-    Optimizer,
-}
-
 /// A transient buffer kind whose peak is tracked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transient {
@@ -40,25 +31,6 @@ pub struct MemCounter {
 }
 
 impl MemCounter {
-    /// Counts an allocation of `bytes` in a category.
-    pub fn alloc(&mut self, cat: MemCategory, bytes: usize) {
-        *self.slot(cat) += bytes as u64;
-    }
-
-    /// Counts a release of `bytes` in a category (saturating at 0).
-    pub fn free(&mut self, cat: MemCategory, bytes: usize) {
-        let s = self.slot(cat);
-        *s = s.saturating_sub(bytes as u64);
-    }
-
-    fn slot(&mut self, cat: MemCategory) -> &mut u64 {
-        match cat {
-            MemCategory::Params => &mut self.params,
-            MemCategory::Grads => &mut self.grads,
-            MemCategory::Optimizer => &mut self.optimizer,
-        }
-    }
-
     /// A transient buffer of `bytes` now exists; raises its peak if needed.
     pub fn transient_alloc(&mut self, t: Transient, bytes: usize) {
         let (now, peak) = match t {
@@ -76,19 +48,6 @@ impl MemCounter {
             Transient::Bucket => &mut self.bucket_now,
         };
         *now = now.saturating_sub(bytes as u64);
-    }
-
-    /// Bytes currently held in transient buffers of a kind.
-    pub fn transient_now(&self, t: Transient) -> u64 {
-        match t {
-            Transient::Gathered => self.gathered_now,
-            Transient::Bucket => self.bucket_now,
-        }
-    }
-
-    /// params + grads + optimizer.
-    pub fn model_state_bytes(&self) -> u64 {
-        self.params + self.grads + self.optimizer
     }
 
     /// Reads the process's peak RSS into `peak_rss` (left unchanged where unknown).
@@ -147,24 +106,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn categories_and_transient_peaks() {
-        let mut m = MemCounter::default();
-        m.alloc(MemCategory::Params, 100);
-        m.alloc(MemCategory::Grads, 40);
-        m.alloc(MemCategory::Optimizer, 1200);
-        m.free(MemCategory::Grads, 10);
-        assert_eq!(
-            (m.params, m.grads, m.optimizer, m.model_state_bytes()),
-            (100, 30, 1200, 1330)
-        );
+    fn transient_peaks_and_record_fields() {
+        let mut m = MemCounter {
+            params: 100,
+            grads: 30,
+            optimizer: 1200,
+            ..Default::default()
+        };
         m.transient_alloc(Transient::Gathered, 64);
         m.transient_alloc(Transient::Gathered, 32);
         m.transient_free(Transient::Gathered, 64);
         m.transient_alloc(Transient::Gathered, 16);
-        assert_eq!(
-            (m.gathered_peak, m.transient_now(Transient::Gathered)),
-            (96, 48)
-        );
+        assert_eq!((m.gathered_peak, m.gathered_now), (96, 48));
         m.transient_alloc(Transient::Bucket, 8);
         assert_eq!(m.bucket_peak, 8);
         let json = serde_json::to_value(m).unwrap();

@@ -13,10 +13,10 @@ mod timer;
 mod writer;
 
 pub use comm::{CommCounter, CommKind};
-pub use mem::{peak_rss, MemCategory, MemCounter, Transient};
+pub use mem::{peak_rss, MemCounter, Transient};
 pub use progress::Progress;
 pub use record::StepRecord;
 pub use report::write_report;
 pub use table::summary_table;
-pub use timer::{Phase, PhaseTimes, StepTimer};
+pub use timer::PhaseTimes;
 pub use writer::{read_records, MetricsError, MetricsWriter};

@@ -184,7 +184,7 @@ fn memory_chart(path: &Path, recs: &[StepRecord]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{CommKind, MemCategory, MetricsWriter, Transient};
+    use crate::metrics::{CommKind, MetricsWriter, Transient};
 
     /// A 60-step run of 4 ranks: falling loss, validation every 20 steps, ZeRO-2-like
     /// memory (rank 3 holds a bit more padding), a quarter of communication exposed.
@@ -214,9 +214,9 @@ mod tests {
             r.mem_ranks = (0..4)
                 .map(|rank| {
                     let mut m = MemCounter::default();
-                    m.alloc(MemCategory::Params, 4 << 20);
-                    m.alloc(MemCategory::Grads, (1 << 20) + rank * 4096);
-                    m.alloc(MemCategory::Optimizer, 3 << 20);
+                    m.params = 4 << 20;
+                    m.grads = (1 << 20) + rank * 4096;
+                    m.optimizer = 3 << 20;
                     m.transient_alloc(Transient::Bucket, 512 << 10);
                     m
                 })

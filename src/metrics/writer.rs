@@ -91,7 +91,7 @@ pub fn read_records(path: &Path) -> Result<Vec<StepRecord>, MetricsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{CommKind, MemCategory};
+    use crate::metrics::CommKind;
 
     fn rec(step: u64) -> StepRecord {
         let mut r = StepRecord {
@@ -104,7 +104,7 @@ mod tests {
             ..Default::default()
         };
         r.tokens_per_s = Some(1000.0);
-        r.mem.alloc(MemCategory::Params, 400);
+        r.mem.params = 400;
         r.comm.add(CommKind::Allreduce, 100);
         r
     }

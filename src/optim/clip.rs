@@ -1,6 +1,7 @@
 //! Gradient-norm pieces: each rank computes [`sum_squares`] of its shard, the engine
 //! all-reduces the partial sums, and [`clip_coef`] turns the global norm into the factor
-//! every shard is scaled by. [`has_non_finite`] is the fp16 overflow check.
+//! every shard is scaled by. A non-finite global sum of squares is the fp16 overflow
+//! signal; [`has_non_finite`] scans one buffer for the same condition.
 
 /// Elements per independent accumulator lane; 8 f64 lanes let the loop vectorise while
 /// the summation order stays fixed (so the result is deterministic for a given slice).

@@ -265,10 +265,6 @@ impl<'d, B: Backend> Engine<'d, B> {
         mem
     }
 
-    pub fn loss_scale(&self) -> f64 {
-        self.scaler.scale() as f64
-    }
-
     /// Runs `grad_accum` micro-batches from `next_batch` and one optimizer step at `lr`.
     pub fn train_step(
         &mut self,
