@@ -54,55 +54,58 @@ fn bf16_and_fp16_track_fp32_within_two_percent() {
     }
 }
 
+/// Metrics records of a 2-rank fp16 run of `steps` steps in which rank 1's gradient shard
+/// gets an infinity at step 3 (test hook; mpirun's -x forwards the variable to every
+/// rank), with the extra `--set` overrides.
+fn overflow_run(steps: usize, sets: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempdir();
+    let metrics = dir.path().join("m.jsonl");
+    let m = format!("log.metrics=\"{}\"", metrics.display());
+    let steps = format!("train.steps={steps}");
+    let mut c = std::process::Command::new("mpirun");
+    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("ZEROTRAIN_TEST_OVERFLOW", "3:1")
+        .args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-x",
+            "ZEROTRAIN_TEST_OVERFLOW",
+            "-np",
+            "2",
+        ])
+        .arg(bin())
+        .args([
+            "train",
+            "--set",
+            "precision.dtype=\"fp16\"",
+            "--set",
+            &steps,
+            "--set",
+            &m,
+        ]);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    let out = run_with_timeout(c, std::time::Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&metrics)
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
 #[test]
 fn fp16_overflow_on_one_rank_skips_the_step_everywhere() {
     for stage in [0u8, 1, 2, 3] {
-        let dir = tempdir();
-        let metrics = dir.path().join("m.jsonl");
         let st = format!("zero.stage={stage}");
-        let m = format!("log.metrics=\"{}\"", metrics.display());
-        // Rank 1's gradient shard gets an infinity at step 3 (test hook); mpirun's -x
-        // forwards the variable to every rank.
-        let mut c = std::process::Command::new("mpirun");
-        c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            .env("ZEROTRAIN_TEST_OVERFLOW", "3:1")
-            .args([
-                "--oversubscribe",
-                "--bind-to",
-                "none",
-                "-x",
-                "ZEROTRAIN_TEST_OVERFLOW",
-                "-np",
-                "2",
-            ])
-            .arg(bin())
-            .args([
-                "train",
-                "--set",
-                "precision.dtype=\"fp16\"",
-                "--set",
-                "train.steps=5",
-                "--set",
-                "log.every=1",
-                "--set",
-                "train.eval_every=1",
-                "--set",
-                &st,
-                "--set",
-                &m,
-            ]);
-        let out = run_with_timeout(c, std::time::Duration::from_secs(120));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let recs: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
-            .expect("metrics")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json"))
-            .collect();
+        let recs = overflow_run(5, &["log.every=1", "train.eval_every=1", &st]);
         let skipped: Vec<bool> = recs
             .iter()
             .map(|r| r["skipped"].as_bool().expect("skipped"))
@@ -135,4 +138,20 @@ fn fp16_overflow_on_one_rank_skips_the_step_everywhere() {
         );
         assert!(recs[4]["loss"].as_f64().expect("loss").is_finite());
     }
+}
+
+#[test]
+fn a_skipped_step_is_logged_between_log_intervals() {
+    let recs = overflow_run(6, &["log.every=10", "train.eval_every=0"]);
+    let logged: Vec<(u64, bool)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["step"].as_u64().expect("step"),
+                r["skipped"].as_bool().expect("skipped"),
+            )
+        })
+        .collect();
+    // The first and last steps, and the skipped step 3 although 3 is not a multiple of 10.
+    assert_eq!(logged, [(1, false), (3, true), (6, false)]);
 }

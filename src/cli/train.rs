@@ -206,9 +206,7 @@ fn train(dist: &Dist, cfg: &Config, mut engine: Engine<'_, Cpu>, io: Io) -> anyh
         } else {
             None
         };
-        let logged =
-            (step + 1) % cfg.log.every.max(1) == 0 || is_last || step == 0 || val_loss.is_some();
-        if logged {
+        if progress.logs(step as u64 + 1, val_loss.is_some(), out.skipped) {
             let rec = record(
                 dist,
                 &engine,

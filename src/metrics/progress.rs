@@ -46,14 +46,17 @@ impl Progress {
         }
     }
 
-    /// Whether a step's line is logged in line mode: every `every` steps, the first and
-    /// last step, evaluation steps and skipped steps.
+    /// Whether step `step` (1-based) is logged, to the metrics file and in line mode:
+    /// every `every` steps, the first and last step, evaluation steps and skipped steps.
+    /// The same on every rank for the same inputs (the training loop's collectives
+    /// depend on it).
+    pub fn logs(&self, step: u64, evaluated: bool, skipped: bool) -> bool {
+        step.is_multiple_of(self.every) || step == 1 || step == self.total || evaluated || skipped
+    }
+
+    /// [`Progress::logs`] for a step's record.
     pub fn logs_step(&self, rec: &StepRecord) -> bool {
-        rec.step.is_multiple_of(self.every)
-            || rec.step == 1
-            || rec.step == self.total
-            || rec.val_loss.is_some()
-            || rec.skipped
+        self.logs(rec.step, rec.val_loss.is_some(), rec.skipped)
     }
 
     /// Shows one finished step.
