@@ -281,7 +281,7 @@ fn record<B: crate::device::Backend>(
         comm_exposed_ms: out.comm.exposed_ms,
         data_wait_ms,
     };
-    let times = PhaseTimes::from_array(max_over_ranks(dist, times.to_array()));
+    let times = PhaseTimes::from_array(dist.all_reduce_f64s(times.to_array(), ScalarOp::Max));
     let rate = per_step as f64 / (step_ms / 1e3);
     StepRecord {
         step: step as u64 + 1,
@@ -302,16 +302,6 @@ fn record<B: crate::device::Backend>(
 }
 
 /// Each rank's memory counters, index = rank.
-/// Element-wise maximum of `x` over ranks, in one all-reduce.
-fn max_over_ranks<const N: usize>(dist: &Dist, x: [f64; N]) -> [f64; N] {
-    use mpi::collective::SystemOperation;
-    use mpi::traits::CommunicatorCollectives;
-    let mut out = [0.0; N];
-    dist.world()
-        .all_reduce_into(&x[..], &mut out[..], SystemOperation::max());
-    out
-}
-
 fn gather_memory(dist: &Dist, mem: &MemCounter) -> Vec<MemCounter> {
     use mpi::traits::CommunicatorCollectives;
     let mine = mem.to_array();

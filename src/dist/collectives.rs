@@ -230,8 +230,13 @@ impl Dist {
 
     /// All-reduce of one f64 (sum for norms and counts, max for overflow flags).
     pub fn all_reduce_f64(&self, x: f64, op: ScalarOp) -> f64 {
+        self.all_reduce_f64s([x], op)[0]
+    }
+
+    /// Element-wise all-reduce of a few f64s in one collective.
+    pub fn all_reduce_f64s<const N: usize>(&self, x: [f64; N], op: ScalarOp) -> [f64; N] {
         let mut y = x;
-        // SAFETY: one f64 in, one out; the built-in ops and datatype handles are immutable.
+        // SAFETY: N f64 in, N out; the built-in ops and datatype handles are immutable.
         unsafe {
             let mpi_op = match op {
                 ScalarOp::Sum => ffi::RSMPI_SUM,
@@ -240,9 +245,9 @@ impl Dist {
             let comm = mpi::raw::AsRaw::as_raw(&self.world);
             // MPI_ERRORS_ARE_FATAL is the world's handler: a failure aborts the job.
             ffi::MPI_Allreduce(
-                &x as *const f64 as *const _,
-                &mut y as *mut f64 as *mut _,
-                1,
+                x.as_ptr() as *const _,
+                y.as_mut_ptr() as *mut _,
+                N as i32,
                 ffi::RSMPI_DOUBLE,
                 mpi_op,
                 comm,

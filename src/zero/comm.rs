@@ -235,10 +235,11 @@ pub fn all_gather_f32(
     Ok(())
 }
 
-/// Blocking sum of one scalar over all ranks (grad-norm partials, overflow flags).
-pub fn sum_scalar(dist: &Dist, x: f64, stats: &mut CommStats) -> anyhow::Result<f64> {
+/// Blocking element-wise sum of a few scalars over all ranks, in one collective (loss,
+/// grad-norm partials).
+pub fn sum_scalars<const N: usize>(dist: &Dist, x: [f64; N], stats: &mut CommStats) -> [f64; N] {
     let t = Instant::now();
-    let s = dist.all_reduce_f64(x, ScalarOp::Sum);
+    let s = dist.all_reduce_f64s(x, ScalarOp::Sum);
     stats.blocking(t);
-    Ok(s)
+    s
 }

@@ -294,9 +294,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         }
         let compute_ms = t0.elapsed().as_secs_f64() * 1e3 - self.stats.exposed_ms;
         let t1 = Instant::now();
-        let (grad_norm, skipped) = self.optimizer_step(lr)?;
-        let loss =
-            comm::sum_scalar(self.dist, loss_sum / accum as f64, &mut self.stats)? / world as f64;
+        let (loss, grad_norm, skipped) = self.optimizer_step(lr, loss_sum / accum as f64)?;
         self.stats.finish();
         Ok(StepOutcome {
             loss,
@@ -316,7 +314,8 @@ impl<'d, B: Backend> Engine<'d, B> {
         let local = self.model.loss() as f64;
         self.release_all_params();
         let mut scratch = CommStats::default();
-        Ok(comm::sum_scalar(self.dist, local, &mut scratch)? / self.layout.world as f64)
+        let [sum] = comm::sum_scalars(self.dist, [local], &mut scratch);
+        Ok(sum / self.layout.world as f64)
     }
 
     /// Forward through every unit, gathering or converting parameters as the stage needs.
@@ -390,10 +389,14 @@ impl<'d, B: Backend> Engine<'d, B> {
         }
     }
 
-    fn optimizer_step(&mut self, lr: f64) -> anyhow::Result<(f64, bool)> {
+    /// The optimizer step, given this rank's mean micro-batch loss: returns the mean loss
+    /// over ranks, the global gradient norm (NaN when skipped) and whether the step was
+    /// skipped for an fp16 overflow.
+    fn optimizer_step(&mut self, lr: f64, local_loss: f64) -> anyhow::Result<(f64, f64, bool)> {
         let scale = self.scaler.scale() as f64;
         // Partial sum of squares over the real elements this rank owns; one all-reduce
-        // gives the global norm, and a non-finite sum is the fp16 overflow flag.
+        // (with the loss) gives the global norm, and a non-finite sum is the fp16 overflow
+        // flag.
         let mut partial = 0.0f64;
         for u in 0..self.specs.len() {
             let owned = self.owned_in_domain(u);
@@ -402,7 +405,9 @@ impl<'d, B: Backend> Engine<'d, B> {
             partial += crate::optim::sum_squares(&g[owned]);
             self.host_tmp = tmp;
         }
-        let sumsq = comm::sum_scalar(self.dist, partial, &mut self.stats)?;
+        let [loss_sum, sumsq] =
+            comm::sum_scalars(self.dist, [local_loss, partial], &mut self.stats);
+        let loss = loss_sum / self.layout.world as f64;
         let overflow = !sumsq.is_finite();
         if overflow {
             if self.plan.dtype != DType::Fp16 {
@@ -410,7 +415,7 @@ impl<'d, B: Backend> Engine<'d, B> {
             }
             self.scaler.update(true)?;
             self.zero_grads();
-            return Ok((f64::NAN, true));
+            return Ok((loss, f64::NAN, true));
         }
         self.scaler.update(false)?;
         let grad_norm = sumsq.sqrt() / scale;
@@ -429,7 +434,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         }
         self.publish_params()?;
         self.zero_grads();
-        Ok((grad_norm, false))
+        Ok((loss, grad_norm, false))
     }
 }
 
