@@ -55,36 +55,23 @@ fn bf16_and_fp16_track_fp32_within_two_percent() {
 }
 
 /// Metrics records of a 2-rank fp16 run of `steps` steps in which rank 1's gradient shard
-/// gets an infinity at step 3 (test hook; mpirun's -x forwards the variable to every
-/// rank), with the extra `--set` overrides.
+/// gets an infinity at step 3 (test hook), with the extra `--set` overrides.
 fn overflow_run(steps: usize, sets: &[&str]) -> Vec<serde_json::Value> {
     let dir = tempdir();
     let metrics = dir.path().join("m.jsonl");
     let m = format!("log.metrics=\"{}\"", metrics.display());
     let steps = format!("train.steps={steps}");
-    let mut c = std::process::Command::new("mpirun");
-    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("ZEROTRAIN_TEST_OVERFLOW", "3:1")
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-x",
-            "ZEROTRAIN_TEST_OVERFLOW",
-            "-np",
-            "2",
-        ])
-        .arg(bin())
-        .args([
-            "train",
-            "--set",
-            "precision.dtype=\"fp16\"",
-            "--set",
-            &steps,
-            "--set",
-            &m,
-        ]);
+    // mpirun's local ranks inherit its environment.
+    let mut c = mpirun(2);
+    c.env("ZEROTRAIN_TEST_OVERFLOW", "3:1").args([
+        "train",
+        "--set",
+        "precision.dtype=\"fp16\"",
+        "--set",
+        &steps,
+        "--set",
+        &m,
+    ]);
     for s in sets {
         c.args(["--set", s]);
     }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The zerotrain binary cargo built for these tests.
@@ -10,11 +11,13 @@ pub fn bin() -> PathBuf {
 }
 
 /// `mpirun` with what this environment needs: root allowed, oversubscription for more
-/// ranks than cores, no core binding (two ranks on one core otherwise), and yielding when
-/// idle so oversubscribed ranks do not starve each other.
+/// ranks than cores, no core binding (two ranks on one core otherwise), yielding when
+/// idle so oversubscribed ranks do not starve each other, and a session directory of its
+/// own (below).
 pub fn mpirun(np: usize) -> Command {
     let mut c = Command::new("mpirun");
-    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    c.env("OMPI_MCA_orte_tmpdir_base", own_session_base())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_mpi_yield_when_idle", "1")
         .args([
@@ -26,6 +29,18 @@ pub fn mpirun(np: usize) -> Command {
         ])
         .arg(bin());
     c
+}
+
+/// A new, empty folder for one mpirun's session directory. OpenMPI 4.1's mpirun creates
+/// and removes a shared `/tmp/ompi.<host>.<uid>`; two started at the same moment by
+/// parallel tests race on it and one fails with "mkdir ... File exists".
+fn own_session_base() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ompi-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mpirun session base directory");
+    dir
 }
 
 /// Runs `cmd` with a wall-clock limit; kills it (and fails the test) when exceeded.
