@@ -29,7 +29,8 @@ have_cmd pkg-config || need_pkgs+=(pkg-config)
 { have_pc hdf5 || [ -e /usr/include/hdf5/serial/hdf5.h ] || [ -n "${HDF5_DIR:-}" ]; } || need_pkgs+=(libhdf5-dev)
 { ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so ' || [ -n "${OPENBLAS_DIR:-}" ]; } || need_pkgs+=(libopenblas-dev)
 { ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1 || [ -n "${ZEROTRAIN_FONT:-}" ]; } || need_pkgs+=(fonts-dejavu-core)
-{ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || [ -n "${LIBCLANG_PATH:-}" ]; } || need_pkgs+=(libclang-dev)
+# libclang itself (what bindgen loads), not libclang-cpp, which llvm-*-dev brings without it.
+{ ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang-[0-9]*.so* >/dev/null 2>&1 || [ -n "${LIBCLANG_PATH:-}" ]; } || need_pkgs+=(libclang-dev)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have_cmd apt-get; then
