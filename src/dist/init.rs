@@ -7,7 +7,7 @@ use mpi::environment::Threading;
 use mpi::traits::*;
 
 use super::cuda_aware::{self, CudaAwareSetting, CUDA_AWARE_ENV};
-use super::{elem, logging, with_rank_before_init, Dist};
+use super::{elem, install_panic_hook, logging, with_rank_before_init, Dist};
 
 /// Number of GPUs a rank may bind: the entries of `CUDA_VISIBLE_DEVICES` when it is set
 /// (0 when set but empty or `-1`), else 1 (no information: assume one device).
@@ -54,6 +54,7 @@ impl Dist {
         let rank = world.rank() as usize;
         let size = world.size() as usize;
         logging::init_logging(rank);
+        install_panic_hook(rank);
         if provided < Threading::Funneled {
             log::warn!("MPI provides thread level {provided:?} < Funneled; continuing: only the main thread calls MPI");
         }

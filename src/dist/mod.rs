@@ -21,7 +21,7 @@ mod nonblocking;
 pub mod selftest;
 mod staging;
 
-pub use abort::{abort_on_error, env_rank, eprint_line, with_rank_before_init};
+pub use abort::{abort_on_error, env_rank, eprint_line, install_panic_hook, with_rank_before_init};
 pub use collectives::{DistError, ReduceOp, ScalarOp};
 pub use cuda_aware::{query_mpix_cuda_support, CudaAware, CudaAwareSetting, CUDA_AWARE_ENV};
 pub use elem::{DType, Elem};

@@ -10,11 +10,33 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zerotrain"))
 }
 
+/// A test-only program from `examples/`, which `cargo test` builds beside the test
+/// binaries (`target/<profile>/examples/NAME`, the test itself being in `.../deps/`).
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not built (cargo test builds examples)",
+        path.display()
+    );
+    path
+}
+
 /// `mpirun` with what this environment needs: root allowed, oversubscription for more
 /// ranks than cores, no core binding (two ranks on one core otherwise), yielding when
 /// idle so oversubscribed ranks do not starve each other, and a session directory of its
 /// own (below).
 pub fn mpirun(np: usize) -> Command {
+    mpirun_program(np, &bin())
+}
+
+/// [`mpirun`] for another program than zerotrain.
+pub fn mpirun_program(np: usize, program: &std::path::Path) -> Command {
     let mut c = Command::new("mpirun");
     c.env("OMPI_MCA_orte_tmpdir_base", own_session_base())
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -27,7 +49,7 @@ pub fn mpirun(np: usize) -> Command {
             "-np",
             &np.to_string(),
         ])
-        .arg(bin());
+        .arg(program);
     c
 }
 
