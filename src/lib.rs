@@ -1,5 +1,5 @@
 //! zerotrain: data-parallel training with DDP and ZeRO stages 1-3 over MPI.
-//! The parts and how a step flows through them are described in DESIGN.md.
+//! The parts and how a step flows through them are described in docs/architecture.md.
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

@@ -1,4 +1,4 @@
-//! The `checkpoint` part (see DESIGN.md and docs/checkpoint-format.md): per-rank shard
+//! The `checkpoint` part (see docs/architecture.md and docs/checkpoint-format.md): per-rank shard
 //! files, atomic commit, exact resume, load-time resharding to any world size and
 //! stage, and the single-process tools (inspect, verify, consolidate).
 //!

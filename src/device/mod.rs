@@ -1,4 +1,4 @@
-//! The `device` part (see DESIGN.md): compute backends behind one trait.
+//! The `device` part (see docs/architecture.md): compute backends behind one trait.
 //!
 //! The trait is shaped for an asynchronous GPU: buffers are opaque, kernels are enqueued
 //! and take buffers plus offsets and shapes (never host slices), `download` and `sync`

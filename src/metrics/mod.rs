@@ -1,6 +1,6 @@
-//! The `metrics` part (see DESIGN.md): per-step phase timers, memory and communication
-//! counters, the JSONL metrics writer, console progress, the start-up summary table and
-//! the `report` plots.
+//! The `metrics` part (see docs/architecture.md): memory and communication counters, the
+//! JSONL metrics writer, console progress, the start-up summary table and the `report`
+//! plots.
 mod comm;
 mod font;
 mod mem;

@@ -1,4 +1,4 @@
-//! The `model` part (see DESIGN.md): layers with forward and backward, and the GPT and
+//! The `model` part (see docs/architecture.md): layers with forward and backward, and the GPT and
 //! MLP models, each an ordered list of *units* over flat parameter buffers.
 //!
 //! A unit's parameters are one contiguous flat buffer; each named tensor is a view

@@ -1,4 +1,4 @@
-//! The `optim` part (see DESIGN.md): optimizers over flat fp32 slices, learning-rate
+//! The `optim` part (see docs/architecture.md): optimizers over flat fp32 slices, learning-rate
 //! schedules, the dynamic fp16 loss scaler and gradient-norm clipping helpers.
 //!
 //! Everything here works on plain `&[f32]` slices and knows nothing of where they came

@@ -379,7 +379,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         Ok(())
     }
 
-    /// MPI progress for everything in flight (DESIGN.md, "Overlap").
+    /// MPI progress for everything in flight (docs/architecture.md, "Overlap").
     pub(super) fn drive_progress(&mut self) {
         for (_, op) in self.in_flight.iter_mut() {
             op.test();

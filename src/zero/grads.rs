@@ -232,11 +232,13 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     /// The part of unit `u`'s optimizer domain holding real elements this rank owns,
-    /// relative to the domain's start (what this rank adds to the global grad norm).
+    /// relative to the domain's start (what this rank adds to the global grad norm and
+    /// saves in checkpoints). Empty where this rank's slice is all padding; the owned range
+    /// lies inside the rank's slice, which lies inside the domain, so this cannot underflow.
     pub(super) fn owned_in_domain(&self, u: usize) -> Range<usize> {
         let d = self.domain(u);
         let v = self.layout.units[u].valid_range(self.rank);
-        (v.start - d.start)..(v.end.max(v.start) - d.start)
+        (v.start - d.start)..(v.end - d.start)
     }
 
     /// Unit `u`'s reduced gradients over its optimizer domain as f32 (borrowed when the

@@ -55,8 +55,7 @@ impl<B: Backend> Engine<'_, B> {
     /// optimizer states.
     pub fn export_unit(&self, u: usize) -> anyhow::Result<UnitPiece> {
         let range = self.layout.units[u].valid_range(self.rank);
-        let d = self.domain(u);
-        let local = (range.start - d.start)..(range.end.max(range.start) - d.start);
+        let local = self.owned_in_domain(u);
         let master = self.master_domain(u)?[local.clone()].to_vec();
         let off = self.opt_offsets[u];
         let states = self
