@@ -11,23 +11,12 @@ use common::*;
 
 const GLOBAL: usize = 12;
 
-/// A small learnable dataset (the addition task) shared by the GPT runs of this file.
-fn addition_data() -> &'static str {
-    static DIR: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
-    &DIR.get_or_init(|| {
-        let dir = tempdir();
-        let out = addition_dataset(dir.path(), 2000, 100, &[]);
-        (dir, format!("data.path=\"{out}\""))
-    })
-    .1
-}
-
 fn gpt(np: usize, stage: u8, extra: &[&str]) -> Vec<f64> {
     let mb = format!("train.micro_batch={}", GLOBAL / np);
     let st = format!("zero.stage={stage}");
     let mut sets = vec![
         "data.source=\"hdf5\"",
-        addition_data(),
+        shared_addition_data(),
         "train.steps=20",
         "model.n_layer=2",
         "model.d_model=32",

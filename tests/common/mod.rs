@@ -196,3 +196,15 @@ pub fn addition_dataset(dir: &std::path::Path, count: usize, val: usize, extra: 
     );
     out
 }
+
+/// `data.path="..."` of a small learnable dataset (2000 addition problems, 100 held out),
+/// generated once per test binary and shared by its tests.
+pub fn shared_addition_data() -> &'static str {
+    static DIR: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempdir();
+        let out = addition_dataset(dir.path(), 2000, 100, &[]);
+        (dir, format!("data.path=\"{out}\""))
+    })
+    .1
+}
