@@ -5,15 +5,15 @@
 #   scripts/bench.sh                 # everything (about 10 minutes on 2 cores)
 #   NANOGPT_DIR=~/nanoGPT scripts/bench.sh      # also nanoGPT's own shakespeare_char run
 #   SHAKESPEARE_SEEDS="1 2" scripts/bench.sh    # the extra shakespeare-char seeds (1-5)
-#   BENCH_ONLY="gemm step" scripts/bench.sh     # a subset: gemm step comm train data
-#                                               # precision shakespeare consolidate
+#   BENCH_ONLY="gemm step" scripts/bench.sh     # a subset: gemm step comm train ranks
+#                                               # data precision shakespeare consolidate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-target/release/zerotrain}
 OUT=${OUT:-runs/bench}
 CORPUS=${CORPUS:-../shared/data/tinyshakespeare.txt}
-ONLY=${BENCH_ONLY:-gemm step comm train data precision shakespeare consolidate}
+ONLY=${BENCH_ONLY:-gemm step comm train ranks data precision shakespeare consolidate}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 MPIRUN=(mpirun --oversubscribe --bind-to none)
 mkdir -p "$OUT"
@@ -98,6 +98,11 @@ print(json.dumps(row))
 EOF
   done
   echo "reference (PyTorch 2.15, gloo, same setup): DDP 27k, ZeRO-1 21k, FSDP2 no-reshard 21k, FSDP2 19k tokens/s"
+fi
+
+if wants ranks; then
+  section "Every stage at N = 1, 6, 7, 8, 13, 16, 32 ranks vs one rank (tiny GPT, fp32, 8 steps)"
+  scripts/bench_ranks.sh "$OUT/ranks" | tee >(record ranks) | grep -v '^{'
 fi
 
 if wants data; then
