@@ -111,7 +111,7 @@ mod tests {
         let case = || format!("unit {} numel {} world {world}", l.name, l.numel);
         let quantum = world * ALIGN;
         assert!(
-            l.padded % quantum == 0 && l.padded >= l.numel.max(1),
+            l.padded.is_multiple_of(quantum) && l.padded >= l.numel.max(1),
             "{}",
             case()
         );
