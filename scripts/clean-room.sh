@@ -55,6 +55,12 @@ echo "clean-room: the user's prerequisites (make, git, gcc for rustup's linker)"
 in_root apt-get update -qq
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   make git ca-certificates gcc libc6-dev >/dev/null
+# This machine's own network trust (local certificate authorities its traffic to the
+# package registries passes through), as any machine on this network would have it.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  in_root update-ca-certificates >/dev/null
+fi
 
 git clone -q "$repo" "$ROOT/root/zerotrain"
 echo "clean-room: running '$CMD' in a clean clone of $(git -C "$repo" rev-parse --short HEAD)"

@@ -52,11 +52,22 @@ if ! have_cmd cargo; then
 fi
 
 # Python numpy/h5py are used by `make bench` (numpy GEMM reference) and by the h5py
-# interoperability tests; optional for `make run`.
+# interoperability tests; optional for `make run`. As root with apt they come from the
+# distribution (python3-numpy, python3-h5py: Debian 12's pip refuses system-wide installs,
+# PEP 668); otherwise pip installs them for the user.
 if [ "$want_python" = 1 ]; then
   if ! python3 -c 'import numpy, h5py' >/dev/null 2>&1; then
-    echo "ensure-deps: installing numpy and h5py for python3"
-    python3 -m pip install -q numpy h5py || echo "ensure-deps: could not install numpy/h5py; the tests that need them will skip" >&2
+    if [ "$(id -u)" = 0 ] && have_cmd apt-get; then
+      echo "ensure-deps: installing python3 numpy and h5py (python3-numpy python3-h5py)"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq python3 python3-numpy python3-h5py >/dev/null ||
+        echo "ensure-deps: could not install python3-numpy/python3-h5py; the tests that need them will skip" >&2
+    else
+      echo "ensure-deps: installing numpy and h5py for python3 (pip --user)"
+      python3 -m pip install -q --user numpy h5py ||
+        echo "ensure-deps: could not install numpy/h5py; the tests that need them will skip" >&2
+    fi
   fi
 fi
 
