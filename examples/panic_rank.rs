@@ -12,7 +12,7 @@ fn main() -> anyhow::Result<()> {
         _ => anyhow::bail!("usage: panic_rank RANK"),
     };
     let dist = Dist::init("off")?;
-    dist.barrier()?;
+    dist.world().barrier()?;
     if dist.rank() == panic_rank {
         let owned: Vec<f32> = vec![0.0; 16];
         let start = std::hint::black_box(owned.len() + 1);
@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
         let _ = std::hint::black_box(&owned[start..]);
     }
     // The other ranks wait here for the rank that panicked.
-    let sum = dist.all_reduce_f64(1.0, ScalarOp::Sum);
+    let sum = dist.world().all_reduce_f64(1.0, ScalarOp::Sum);
     println!("rank {} finished: sum {sum}", dist.rank());
     Ok(())
 }

@@ -41,7 +41,7 @@ fn steady_state_engine_steps_do_not_allocate() {
             let cfg = Config::load(None, &sets).unwrap();
             let backend = Arc::new(Cpu::new(1));
             let model = build_model(&cfg.model, 2, backend.clone()).unwrap();
-            let mut engine = Engine::new(&dist, backend, model, &cfg).unwrap();
+            let mut engine = Engine::new(dist.world(), dist.world(), backend, model, &cfg).unwrap();
             let mut data = batches(12);
             let mut next = move || Ok(data.pop().unwrap_or_else(|| unreachable!()));
             for _ in 0..3 {

@@ -37,8 +37,12 @@ pub fn resume<B: Backend>(
     cfg: &Config,
 ) -> anyhow::Result<Option<Resumed>> {
     let local = load_local(engine, cfg);
-    let failed = dist.all_reduce_f64(local.is_err() as u8 as f64, ScalarOp::Sum);
-    let found = dist.all_reduce_f64(matches!(local, Ok(Some(_))) as u8 as f64, ScalarOp::Sum);
+    let failed = dist
+        .world()
+        .all_reduce_f64(local.is_err() as u8 as f64, ScalarOp::Sum);
+    let found = dist
+        .world()
+        .all_reduce_f64(matches!(local, Ok(Some(_))) as u8 as f64, ScalarOp::Sum);
     let resumed = match local {
         Err(e) => return Err(e.context(format!("rank {}: cannot resume", dist.rank()))),
         Ok(_) if failed > 0.0 => anyhow::bail!(

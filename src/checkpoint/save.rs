@@ -11,7 +11,6 @@ use crate::device::Backend;
 use crate::dist::Dist;
 use crate::zero::Engine;
 use anyhow::Context;
-use mpi::traits::CommunicatorCollectives;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,7 +45,7 @@ pub fn save<B: Backend>(
         }
         std::fs::create_dir(&tmp).map_err(|e| CkptError::io(&tmp, e))?;
     }
-    dist.barrier()?;
+    dist.world().barrier()?;
 
     // Every rank: its own file, fsynced, with its size and checksum.
     let file = tmp.join(rank_file_name(dist.rank()));
@@ -68,9 +67,7 @@ pub fn save<B: Backend>(
         std::thread::sleep(Duration::from_millis(ms));
     }
     // The gather doubles as the barrier: every file is on disk once it returns.
-    let mut all = vec![0u64; 2 * dist.size()];
-    dist.world()
-        .all_gather_into(&[bytes, crc as u64][..], &mut all[..]);
+    let all = dist.world().all_gather_u64s(&[bytes, crc as u64])?;
 
     if dist.is_root() {
         let files = all
@@ -114,7 +111,7 @@ pub fn save<B: Backend>(
             root.join(&name).display()
         );
     }
-    dist.barrier()?;
+    dist.world().barrier()?;
     Ok(root.join(name))
 }
 

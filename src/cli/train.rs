@@ -64,7 +64,9 @@ fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> 
 /// does not kill a rank before it has printed). Nobody proceeds to a collective that a
 /// failed rank would never join.
 fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
-    let failed = dist.all_reduce_f64(if local.is_err() { 1.0 } else { 0.0 }, ScalarOp::Sum);
+    let failed = dist
+        .world()
+        .all_reduce_f64(if local.is_err() { 1.0 } else { 0.0 }, ScalarOp::Sum);
     let prefix = format!("rank {}: ", dist.rank());
     let message = match local {
         Err(e) => {
@@ -75,7 +77,7 @@ fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
         Ok(_) => "another rank failed during set-up".to_string(),
     };
     eprint_line(&format!("error: {prefix}{message}"));
-    let _ = dist.barrier();
+    let _ = dist.world().barrier();
     Err(Reported)
 }
 
@@ -83,7 +85,7 @@ fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
 fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<Engine<'d, Cpu>> {
     let backend = Arc::new(cpu_backend(dist, cfg)?);
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
-    Engine::new(dist, backend, model, cfg)
+    Engine::new(dist.world(), dist.world(), backend, model, cfg)
 }
 
 /// The compute backend `system.device` asks for. The engine drives the CPU backend; the
@@ -281,7 +283,10 @@ fn record<B: crate::device::Backend>(
         comm_exposed_ms: out.comm.exposed_ms,
         data_wait_ms,
     };
-    let times = PhaseTimes::from_array(dist.all_reduce_f64s(times.to_array(), ScalarOp::Max));
+    let times = PhaseTimes::from_array(
+        dist.world()
+            .all_reduce_f64s(times.to_array(), ScalarOp::Max),
+    );
     let rate = per_step as f64 / (step_ms / 1e3);
     StepRecord {
         step: step as u64 + 1,
@@ -303,10 +308,9 @@ fn record<B: crate::device::Backend>(
 
 /// Each rank's memory counters, index = rank.
 fn gather_memory(dist: &Dist, mem: &MemCounter) -> Vec<MemCounter> {
-    use mpi::traits::CommunicatorCollectives;
     let mine = mem.to_array();
-    let mut all = vec![0u64; 6 * dist.size()];
-    dist.world().all_gather_into(&mine[..], &mut all[..]);
+    // MPI_ERRORS_ARE_FATAL is the world's handler: a failed gather aborts the job.
+    let all = dist.world().all_gather_u64s(&mine).unwrap_or_default();
     all.chunks_exact(6)
         .map(|c| MemCounter::from_array([c[0], c[1], c[2], c[3], c[4], c[5]]))
         .collect()

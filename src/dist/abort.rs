@@ -21,7 +21,7 @@ pub fn abort_on_error(dist: &Dist, err: &anyhow::Error) -> ! {
     let chain = chain.strip_prefix(&prefix).unwrap_or(&chain);
     eprint_line(&format!("{prefix}{chain}"));
     // SAFETY: MPI is initialised (a Dist exists) and the world communicator is valid.
-    unsafe { ffi::MPI_Abort(dist.world().as_raw(), 1) };
+    unsafe { ffi::MPI_Abort(dist.world().comm.as_raw(), 1) };
     // MPI_Abort does not return on a conforming library; make sure the process ends anyway.
     std::process::exit(1)
 }

@@ -17,7 +17,7 @@ use mpi::ffi;
 use mpi::raw::AsRaw;
 use mpi::traits::*;
 
-use super::{DType, Dist, Elem, ReduceOp};
+use super::{DType, Elem, Group, ReduceOp};
 
 /// A benchmarked collective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +161,7 @@ struct Bufs<T> {
     b: Vec<T>,
 }
 
-impl Dist {
+impl Group {
     /// Ours: the public wrapper. Raw: the MPI call issued directly on the same buffers.
     fn bench_call<T: Elem>(&self, op: BenchOp, bufs: &mut Bufs<T>, raw: bool) -> Result<()> {
         let (a, b) = (&mut bufs.a, &mut bufs.b);
@@ -176,7 +176,7 @@ impl Dist {
         let in_place = self
             .in_place
             .context("raw all-reduce needs MPI_IN_PLACE for this MPI")?;
-        let comm = self.world.as_raw();
+        let comm = self.comm.as_raw();
         let (dt, sum) = (T::mpi_datatype(), self.ops.sum(T::DTYPE));
         // SAFETY: buffer sizes were made for `op` by `measure`; counts fit an int there.
         unsafe {
@@ -214,7 +214,7 @@ impl Dist {
         total: usize,
         iters: Option<usize>,
     ) -> Result<Measured> {
-        let n = self.size;
+        let n = self.size();
         let block = total / n;
         let z = T::default();
         let mut bufs = match op {
@@ -257,7 +257,7 @@ impl Dist {
             }
         }
         let mut slowest = vec![0f64; times.len()];
-        self.world
+        self.comm
             .all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
         let (ours, raw) = slowest.split_at_mut(iters);
         let (ours, raw) = (median(ours), median(raw));
@@ -272,7 +272,7 @@ impl Dist {
     /// Runs the sweep; every rank returns the same rows (times are the slowest rank's).
     pub fn bench_comm(&self, opts: &BenchOpts) -> Result<Vec<Row>> {
         let sizes = opts.sizes()?;
-        let n = self.size;
+        let n = self.size();
         let mut rows = Vec::new();
         for &op in &opts.ops {
             for &dtype in &opts.dtypes {

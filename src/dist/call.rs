@@ -6,7 +6,7 @@ use mpi::ffi;
 use mpi::raw::AsRaw;
 
 use super::collectives::DistError;
-use super::{Dist, Elem};
+use super::{Elem, Group};
 
 /// Which collective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub(crate) struct Call {
 impl Call {
     /// A call on `T` elements with the sum op for `T`.
     pub(crate) fn new<T: Elem>(
-        dist: &Dist,
+        group: &Group,
         kind: Kind,
         send: *const T,
         recv: *mut T,
@@ -49,7 +49,7 @@ impl Call {
             recv: recv as *mut c_void,
             count,
             datatype: T::mpi_datatype(),
-            op: dist.ops.sum(T::DTYPE),
+            op: group.ops.sum(T::DTYPE),
             root: 0,
         }
     }

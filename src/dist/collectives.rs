@@ -5,9 +5,9 @@ use std::os::raw::c_int;
 use mpi::ffi;
 
 use super::call::{check, Call, Kind};
-use super::{Dist, Elem};
+use super::{Elem, Group};
 
-/// Reduction for the element collectives. `Avg` is the sum divided by the world size,
+/// Reduction for the element collectives. `Avg` is the sum divided by the group's size,
 /// applied after the sum (one more rounding for half types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReduceOp {
@@ -37,10 +37,11 @@ pub enum DistError {
         rank: usize,
         len: usize,
     },
-    #[error("rank {rank}: broadcast root {root} is not a rank of this {size}-rank job")]
+    #[error("rank {rank}: broadcast root {root} is not a rank of group {group} ({size} ranks)")]
     BadRoot {
         rank: usize,
         root: usize,
+        group: String,
         size: usize,
     },
     #[error("rank {rank}: {what} failed with MPI error code {code}")]
@@ -51,11 +52,11 @@ pub enum DistError {
     },
 }
 
-impl Dist {
+impl Group {
     fn count(&self, len: usize, op: &'static str) -> Result<c_int, DistError> {
         c_int::try_from(len).map_err(|_| DistError::TooLong {
             op,
-            rank: self.rank,
+            rank: self.world_rank,
             len,
         })
     }
@@ -63,7 +64,7 @@ impl Dist {
     fn length_error(&self, op: &'static str, detail: String) -> DistError {
         DistError::Length {
             op,
-            rank: self.rank,
+            rank: self.world_rank,
             detail,
         }
     }
@@ -74,10 +75,10 @@ impl Dist {
         send: usize,
         recv: usize,
     ) -> Result<c_int, DistError> {
-        if recv.checked_mul(self.size) != Some(send) {
+        if recv.checked_mul(self.size()) != Some(send) {
             let d = format!(
                 "send has {send} elements but must hold recv's {recv} times {} ranks",
-                self.size
+                self.size()
             );
             return Err(self.length_error("reduce_scatter", d));
         }
@@ -87,10 +88,10 @@ impl Dist {
 
     /// Checks an all-gather (`recv.len() == send.len() * size`); returns the block count.
     pub(crate) fn check_all_gather(&self, send: usize, recv: usize) -> Result<c_int, DistError> {
-        if send.checked_mul(self.size) != Some(recv) {
+        if send.checked_mul(self.size()) != Some(recv) {
             let d = format!(
                 "recv has {recv} elements but must hold send's {send} times {} ranks",
-                self.size
+                self.size()
             );
             return Err(self.length_error("all_gather", d));
         }
@@ -100,11 +101,12 @@ impl Dist {
 
     /// Checks a broadcast; returns the count.
     pub(crate) fn check_broadcast(&self, len: usize, root: usize) -> Result<c_int, DistError> {
-        if root >= self.size {
+        if root >= self.size() {
             return Err(DistError::BadRoot {
-                rank: self.rank,
+                rank: self.world_rank,
                 root,
-                size: self.size,
+                group: self.name().to_string(),
+                size: self.size(),
             });
         }
         self.count(len, "broadcast")
@@ -115,17 +117,17 @@ impl Dist {
         self.count(len, "all_reduce")
     }
 
-    /// Applies the post-step of `op` to a reduced buffer (divides by the world size for Avg).
+    /// Applies the post-step of `op` to a reduced buffer (divides by the group's size for Avg).
     pub(crate) fn finish_reduce<T: Elem>(&self, buf: &mut [T], op: ReduceOp) {
-        if op == ReduceOp::Avg && self.size > 1 {
-            let n = self.size as f32;
+        if op == ReduceOp::Avg && self.size() > 1 {
+            let n = self.size() as f32;
             for x in buf.iter_mut() {
                 *x = T::from_f32(x.to_f32() / n);
             }
         }
     }
 
-    /// In-place all-reduce of `buf` over all ranks (`MPI_Allreduce` with `MPI_IN_PLACE`).
+    /// In-place all-reduce of `buf` over the group's ranks (`MPI_Allreduce` with `MPI_IN_PLACE`).
     /// Every rank passes the same length; zero length makes no MPI call.
     pub fn all_reduce<T: Elem>(&self, buf: &mut [T], op: ReduceOp) -> Result<(), DistError> {
         let count = self.check_all_reduce(buf.len())?;
@@ -140,7 +142,11 @@ impl Dist {
             };
             let call = Call::new(self, Kind::AllReduce, send, buf.as_mut_ptr(), count);
             // SAFETY: `send` is MPI_IN_PLACE or `scratch`, `buf` holds `count` elements.
-            check(unsafe { call.run(&self.world) }, "MPI_Allreduce", self.rank)?;
+            check(
+                unsafe { call.run(&self.comm) },
+                "MPI_Allreduce",
+                self.world_rank,
+            )?;
         }
         self.finish_reduce(buf, op);
         Ok(())
@@ -183,9 +189,9 @@ impl Dist {
             );
             // SAFETY: lengths checked above.
             check(
-                unsafe { call.run(&self.world) },
+                unsafe { call.run(&self.comm) },
                 "MPI_Reduce_scatter_block",
-                self.rank,
+                self.world_rank,
             )?;
         }
         self.finish_reduce(recv, op);
@@ -204,7 +210,11 @@ impl Dist {
                 count,
             );
             // SAFETY: lengths checked above.
-            check(unsafe { call.run(&self.world) }, "MPI_Allgather", self.rank)?;
+            check(
+                unsafe { call.run(&self.comm) },
+                "MPI_Allgather",
+                self.world_rank,
+            )?;
         }
         Ok(())
     }
@@ -216,16 +226,20 @@ impl Dist {
             let mut call = Call::new(self, Kind::Broadcast, buf.as_ptr(), buf.as_mut_ptr(), count);
             call.root = root as c_int;
             // SAFETY: `buf` holds `count` elements.
-            check(unsafe { call.run(&self.world) }, "MPI_Bcast", self.rank)?;
+            check(
+                unsafe { call.run(&self.comm) },
+                "MPI_Bcast",
+                self.world_rank,
+            )?;
         }
         Ok(())
     }
 
-    /// Blocks until every rank has entered the barrier.
+    /// Blocks until every rank of the group has entered the barrier.
     pub fn barrier(&self) -> Result<(), DistError> {
         // SAFETY: a valid communicator.
-        let rc = unsafe { ffi::MPI_Barrier(mpi::raw::AsRaw::as_raw(&self.world)) };
-        check(rc, "MPI_Barrier", self.rank)
+        let rc = unsafe { ffi::MPI_Barrier(mpi::raw::AsRaw::as_raw(&self.comm)) };
+        check(rc, "MPI_Barrier", self.world_rank)
     }
 
     /// All-reduce of one f64 (sum for norms and counts, max for overflow flags).
@@ -242,7 +256,7 @@ impl Dist {
                 ScalarOp::Sum => ffi::RSMPI_SUM,
                 ScalarOp::Max => ffi::RSMPI_MAX,
             };
-            let comm = mpi::raw::AsRaw::as_raw(&self.world);
+            let comm = mpi::raw::AsRaw::as_raw(&self.comm);
             // MPI_ERRORS_ARE_FATAL is the world's handler: a failure aborts the job.
             ffi::MPI_Allreduce(
                 x.as_ptr() as *const _,

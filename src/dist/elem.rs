@@ -141,7 +141,9 @@ unsafe extern "C" fn half_sum_op<T: Elem>(
 }
 
 /// The sum operations of one MPI session: the built-in `MPI_SUM` for f32 and user-defined,
-/// commutative ops for bf16 and f16. Created after `MPI_Init`, freed before finalize.
+/// commutative ops for bf16 and f16. Created after `MPI_Init`, freed before finalize by the
+/// `Dist` that created them; groups hold copies of the handles.
+#[derive(Clone, Copy)]
 pub(crate) struct SumOps {
     bf16: ffi::MPI_Op,
     f16: ffi::MPI_Op,

@@ -7,7 +7,7 @@ use mpi::environment::Threading;
 use mpi::traits::*;
 
 use super::cuda_aware::{self, CudaAwareSetting, CUDA_AWARE_ENV};
-use super::{elem, install_panic_hook, logging, with_rank_before_init, Dist};
+use super::{elem, install_panic_hook, logging, with_rank_before_init, Dist, Group};
 
 /// Number of GPUs a rank may bind: the entries of `CUDA_VISIBLE_DEVICES` when it is set
 /// (0 when set but empty or `-1`), else 1 (no information: assume one device).
@@ -50,35 +50,31 @@ impl Dist {
         let init = mpi::initialize_with_threading(Threading::Funneled)
             .context("MPI initialisation failed (MPI already initialised in this process?)");
         let (universe, provided) = with_rank_before_init(init)?;
-        let world = universe.world();
-        let rank = world.rank() as usize;
-        let size = world.size() as usize;
+        let rank = universe.world().rank() as usize;
         logging::init_logging(rank);
         install_panic_hook(rank);
         if provided < Threading::Funneled {
             log::warn!("MPI provides thread level {provided:?} < Funneled; continuing: only the main thread calls MPI");
         }
-        let local = world.split_shared(rank as i32);
-        let local_rank = local.rank() as usize;
-        let local_size = local.size() as usize;
-        let visible_gpus = visible_gpu_count(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
-        let gpu_index = (visible_gpus > 0).then(|| local_rank % visible_gpus);
-        let cuda = cuda_aware::finish_with_query(early, cuda_aware::query_mpix_cuda_support);
         let library = mpi::environment::library_version().unwrap_or_default();
         let in_place = in_place_sentinel(&library);
         let ops = elem::SumOps::create()
             .with_context(|| format!("rank {rank}: half-precision sum ops"))?;
+        let cuda = cuda_aware::finish_with_query(early, cuda_aware::query_mpix_cuda_support);
+        let world = Group::world(universe.world(), in_place, ops, cuda.enabled);
+        let node = world.split_shared();
+        let across_nodes = world
+            .split(node.rank(), "across-nodes")
+            .with_context(|| format!("rank {rank}: the across-nodes group"))?;
+        let visible_gpus = visible_gpu_count(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
+        let gpu_index = (visible_gpus > 0).then(|| node.rank() % visible_gpus);
         let dist = Dist {
-            rank,
-            size,
-            local_rank,
-            local_size,
             visible_gpus,
             gpu_index,
             cuda,
-            in_place,
             ops,
-            local,
+            node,
+            across_nodes,
             world,
             _universe: universe,
         };
@@ -89,11 +85,11 @@ impl Dist {
     /// Rank 0 logs the job layout; every rank's (host-local rank, GPU) is gathered for it.
     fn log_start(&self, library: &str) {
         let mine = [
-            self.local_rank as i32,
-            self.gpu_index.map_or(-1, |g| g as i32),
+            self.local_rank() as u64,
+            self.gpu_index.map_or(u64::MAX, |g| g as u64),
         ];
-        let mut all = vec![0i32; 2 * self.size];
-        self.world.all_gather_into(&mine[..], &mut all[..]);
+        // MPI_ERRORS_ARE_FATAL is the world's handler: a failed gather aborts the job.
+        let all = self.world.all_gather_u64s(&mine).unwrap_or_default();
         if !self.is_root() {
             return;
         }
@@ -104,15 +100,15 @@ impl Dist {
             .trim();
         log::info!(
             "MPI: {first_line}; world size {}, {} local ranks on rank 0's node, thread level funneled",
-            self.size,
-            self.local_size
+            self.size(),
+            self.local_size()
         );
         let binding: Vec<String> = all
             .chunks(2)
             .enumerate()
             .map(|(r, c)| match c[1] {
-                g if g >= 0 => format!("{r}:local {} gpu {g}", c[0]),
-                _ => format!("{r}:local {} gpu none", c[0]),
+                u64::MAX => format!("{r}:local {} gpu none", c[0]),
+                g => format!("{r}:local {} gpu {g}", c[0]),
             })
             .collect();
         log::info!(
@@ -121,7 +117,7 @@ impl Dist {
             binding.join(", ")
         );
         log::info!("{}", cuda_aware::describe(&self.cuda));
-        if self.in_place.is_none() {
+        if self.world.in_place.is_none() {
             log::warn!("unknown MPI library: in-place collectives copy through a scratch buffer");
         }
     }

@@ -1,13 +1,11 @@
-//! The `dist` part: MPI initialisation, world and node-local ranks, GPU binding index,
-//! CUDA-aware detection, collectives (blocking and non-blocking, host or device buffers)
-//! and abort-on-error. Knows nothing of models or ZeRO.
+//! The `dist` part: MPI initialisation, process groups (world, node-local, across nodes,
+//! any split), GPU binding index, CUDA-aware detection, collectives on a group (blocking
+//! and non-blocking, host or device buffers) and abort-on-error. Knows nothing of models
+//! or ZeRO.
 //!
 //! Only the main thread calls MPI (`MPI_THREAD_FUNNELED`); [`Dist`] and [`Pending`] are
 //! neither `Send` nor `Sync`, so the compiler keeps them on that thread.
-use std::os::raw::c_void;
-
 use mpi::environment::Universe;
-use mpi::topology::SimpleCommunicator;
 
 mod abort;
 pub mod bench;
@@ -15,6 +13,7 @@ mod call;
 mod collectives;
 mod cuda_aware;
 mod elem;
+mod group;
 mod init;
 mod logging;
 mod nonblocking;
@@ -25,27 +24,23 @@ pub use abort::{abort_on_error, env_rank, eprint_line, install_panic_hook, with_
 pub use collectives::{DistError, ReduceOp, ScalarOp};
 pub use cuda_aware::{query_mpix_cuda_support, CudaAware, CudaAwareSetting, CUDA_AWARE_ENV};
 pub use elem::{DType, Elem};
+pub use group::Group;
 pub use init::{in_place_sentinel, visible_gpu_count};
 pub use logging::init_logging;
 pub use nonblocking::{Pending, Request};
 pub use staging::DeviceBuf;
 
-/// One per process: the MPI session, this rank's place in the job, and the collectives.
-/// Dropping it finalizes MPI.
+/// One per process: the MPI session, this rank's place in the job, and its process
+/// groups, on which the collectives run. Dropping it finalizes MPI.
 pub struct Dist {
-    rank: usize,
-    size: usize,
-    local_rank: usize,
-    local_size: usize,
     visible_gpus: usize,
     gpu_index: Option<usize>,
     cuda: CudaAware,
-    /// `MPI_IN_PLACE` of the linked library (a macro, so not exported by mpi-sys); `None`
-    /// for an unknown library, where in-place collectives copy through a scratch buffer.
-    in_place: Option<*mut c_void>,
+    /// The half-precision sum ops every group uses; freed when the `Dist` drops.
     ops: elem::SumOps,
-    local: SimpleCommunicator,
-    world: SimpleCommunicator,
+    node: Group,
+    across_nodes: Group,
+    world: Group,
     // Declared last so it is dropped last: MPI_Finalize runs after the communicators go.
     _universe: Universe,
 }
@@ -53,19 +48,19 @@ pub struct Dist {
 impl Dist {
     /// This rank in `MPI_COMM_WORLD`.
     pub fn rank(&self) -> usize {
-        self.rank
+        self.world.rank()
     }
     /// Number of ranks in the job.
     pub fn size(&self) -> usize {
-        self.size
+        self.world.size()
     }
-    /// Rank within this node (the `MPI_Comm_split_type(SHARED)` communicator).
+    /// Rank within this node (the `MPI_Comm_split_type(SHARED)` group).
     pub fn local_rank(&self) -> usize {
-        self.local_rank
+        self.node.rank()
     }
     /// Number of ranks on this node.
     pub fn local_size(&self) -> usize {
-        self.local_size
+        self.node.size()
     }
     /// GPU this rank would bind: `local_rank % visible devices`; `None` when
     /// `CUDA_VISIBLE_DEVICES` hides every device.
@@ -86,15 +81,20 @@ impl Dist {
     }
     /// True on rank 0.
     pub fn is_root(&self) -> bool {
-        self.rank == 0
+        self.world.is_root()
     }
-    /// The world communicator (rsmpi), for callers that need an MPI call not wrapped here.
-    pub fn world(&self) -> &SimpleCommunicator {
+    /// Every rank of the job.
+    pub fn world(&self) -> &Group {
         &self.world
     }
-    /// The node-local communicator.
-    pub fn local(&self) -> &SimpleCommunicator {
-        &self.local
+    /// The ranks on this process's node.
+    pub fn node(&self) -> &Group {
+        &self.node
+    }
+    /// The ranks with this process's local rank, one per node (local rank 0 of every node
+    /// for the node leaders), in node order.
+    pub fn across_nodes(&self) -> &Group {
+        &self.across_nodes
     }
 }
 

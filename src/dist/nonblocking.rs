@@ -1,5 +1,5 @@
 //! Non-blocking collectives that own their buffers, so callers need no MPI scopes:
-//! start with `Dist::i*`, drive progress with `test()`, collect with `wait()`.
+//! start with `Group::i*`, drive progress with `test()`, collect with `wait()`.
 use std::marker::PhantomData;
 use std::os::raw::c_int;
 
@@ -7,7 +7,7 @@ use mpi::ffi;
 
 use super::call::{check, Call, Kind};
 use super::collectives::{DistError, ReduceOp};
-use super::{Dist, Elem};
+use super::{Elem, Group};
 
 /// A started MPI request. `test()` drives progress; dropping an unfinished request waits
 /// for it (unless MPI is already finalized, where nothing can be waited for).
@@ -121,7 +121,7 @@ impl<T: Elem> Drop for Pending<T> {
     }
 }
 
-impl Dist {
+impl Group {
     fn start<T: Elem>(
         &self,
         call: Option<Call>,
@@ -137,9 +137,9 @@ impl Dist {
                 // SAFETY: the call's pointers point into `result`/`other`, whose heap
                 // buffers the returned Pending owns until the request completes.
                 check(
-                    unsafe { call.start(&self.world, &mut raw) },
+                    unsafe { call.start(&self.comm, &mut raw) },
                     what,
-                    self.rank,
+                    self.world_rank,
                 )?;
                 false
             }
@@ -153,7 +153,7 @@ impl Dist {
     }
 
     fn avg(&self, op: ReduceOp) -> Option<usize> {
-        (op == ReduceOp::Avg).then_some(self.size)
+        (op == ReduceOp::Avg).then_some(self.size())
     }
 
     /// Starts an in-place all-reduce of `buf` (`MPI_Iallreduce`).
@@ -236,8 +236,8 @@ impl Dist {
     pub fn ibarrier(&self) -> Result<Request, DistError> {
         let mut raw: ffi::MPI_Request = unsafe { ffi::RSMPI_REQUEST_NULL };
         // SAFETY: a valid communicator and out-pointer.
-        let rc = unsafe { ffi::MPI_Ibarrier(mpi::raw::AsRaw::as_raw(&self.world), &mut raw) };
-        check(rc, "MPI_Ibarrier", self.rank)?;
+        let rc = unsafe { ffi::MPI_Ibarrier(mpi::raw::AsRaw::as_raw(&self.comm), &mut raw) };
+        check(rc, "MPI_Ibarrier", self.world_rank)?;
         Ok(Request::new(raw, false))
     }
 }

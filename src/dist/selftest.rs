@@ -4,7 +4,7 @@
 use anyhow::{bail, ensure, Result};
 use half::{bf16, f16};
 
-use super::{DType, DeviceBuf, Dist, Elem, ReduceOp, ScalarOp};
+use super::{DType, DeviceBuf, Dist, Elem, Group, ReduceOp, ScalarOp};
 
 /// Lengths for all-reduce and broadcast: zero, odd, and not divisible by 2, 3 or 4.
 const LENS: [usize; 6] = [0, 1, 7, 13, 1000, 4099];
@@ -61,7 +61,7 @@ impl Report {
     }
 }
 
-fn blocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+fn blocking<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     let (r, n) = (d.rank(), d.size());
     for len in LENS {
         for op in [ReduceOp::Sum, ReduceOp::Avg] {
@@ -101,7 +101,7 @@ fn blocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
 }
 
 /// Wrong lengths and roots are refused locally (no MPI call, so no rank hangs).
-fn refusals<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+fn refusals<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     let n = d.size();
     let x = vec![T::default(); 3 * n + 1];
     let mut y = vec![T::default(); 3];
@@ -131,7 +131,7 @@ fn refusals<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn nonblocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+fn nonblocking<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     let (r, n) = (d.rank(), d.size());
     let len = 4099;
     let ar = d.iall_reduce(fill::<T>(len, |i| int_val(r, i)), ReduceOp::Avg)?;
@@ -180,7 +180,7 @@ fn nonblocking<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
 }
 
 /// A large all-reduce completes while this rank computes, calling `test()` between chunks.
-fn overlap(d: &Dist, rep: &mut Report) -> Result<()> {
+fn overlap(d: &Group, rep: &mut Report) -> Result<()> {
     let (r, n) = (d.rank(), d.size());
     let len = 1 << 20;
     let mut p = d.iall_reduce(fill::<f32>(len, |i| int_val(r, i)), ReduceOp::Sum)?;
@@ -206,7 +206,7 @@ fn overlap(d: &Dist, rep: &mut Report) -> Result<()> {
 /// and Stability of Numerical Algorithms, 2nd ed., eq. 4.4), for any addition order. The
 /// f32 reduction of the same half inputs is exact: at most 4 values in [1, 2) with at most
 /// 11 significant bits need at most 14 bits.
-fn half_rounding<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+fn half_rounding<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     let (r, n) = (d.rank(), d.size());
     let len = 4099;
     let mut buf: Vec<T> = (0..len).map(|i| frac_val::<T>(r, i)).collect();
@@ -281,7 +281,7 @@ impl<T: Elem> DeviceBuf<T> for FakeDevice<T> {
     }
 }
 
-fn device<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+fn device<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     let (r, n) = (d.rank(), d.size());
     let mut staging = Vec::new();
     for offer_ptr in [false, true] {
@@ -313,7 +313,7 @@ fn device<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn all_for<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
+fn all_for<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     blocking::<T>(d, rep)?;
     refusals::<T>(d, rep)?;
     nonblocking::<T>(d, rep)?;
@@ -324,9 +324,9 @@ fn all_for<T: Elem>(d: &Dist, rep: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Runs the whole sweep on every rank; returns this rank's report after a final barrier
-/// (so a report on rank 0 means every rank passed).
-pub fn run(d: &Dist) -> Result<Report> {
+/// Runs the whole sweep on one group; returns this rank's report after a final barrier
+/// (so a report on the group's rank 0 means every rank of it passed).
+pub fn run(d: &Group) -> Result<Report> {
     let mut rep = Report::default();
     all_for::<f32>(d, &mut rep)?;
     all_for::<bf16>(d, &mut rep)?;
@@ -336,9 +336,47 @@ pub fn run(d: &Dist) -> Result<Report> {
     let sum = d.all_reduce_f64(d.rank() as f64 + 1.0, ScalarOp::Sum);
     let max = d.all_reduce_f64(d.rank() as f64 + 1.0, ScalarOp::Max);
     if sum != n * (n + 1.0) / 2.0 || max != n {
-        bail!("all_reduce_f64 gave sum {sum}, max {max}");
+        bail!(
+            "group {}: all_reduce_f64 gave sum {sum}, max {max}",
+            d.name()
+        );
     }
     rep.checks += 2;
     d.barrier()?;
     Ok(rep)
+}
+
+/// The sweep on every group `Dist::init` makes (world, node, across nodes) and on a split
+/// of the world by rank parity, whose ranks and sizes are checked first: rank r lands in
+/// group r % 2 at rank r / 2. Reports add up over the groups.
+pub fn run_on_groups(dist: &Dist) -> Result<Report> {
+    let world = dist.world();
+    let parity = world.split(world.rank() % 2, "parity")?;
+    let (r, n) = (world.rank(), world.size());
+    let want_size = n / 2 + (r % 2 < n % 2) as usize;
+    ensure!(
+        parity.rank() == r / 2 && parity.size() == want_size,
+        "split by parity: rank {} of {}, expected {} of {want_size}",
+        parity.rank(),
+        parity.size(),
+        r / 2
+    );
+    ensure!(
+        dist.node().size() * dist.across_nodes().size() >= n,
+        "node ({}) and across-nodes ({}) groups do not cover {n} ranks",
+        dist.node().size(),
+        dist.across_nodes().size()
+    );
+    let mut total = Report::default();
+    for g in [world, dist.node(), dist.across_nodes(), &parity] {
+        let rep = run(g)?;
+        total.checks += rep.checks + 1;
+        total.elements += rep.elements;
+        total.test_calls += rep.test_calls;
+        total.worst_half_error_vs_bound = total
+            .worst_half_error_vs_bound
+            .max(rep.worst_half_error_vs_bound);
+    }
+    world.barrier()?;
+    Ok(total)
 }

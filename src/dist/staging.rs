@@ -5,7 +5,7 @@ use std::os::raw::c_int;
 
 use super::call::{check, Call, Kind};
 use super::collectives::ReduceOp;
-use super::{Dist, Elem};
+use super::{Elem, Group};
 
 /// A buffer that may live in device memory.
 pub trait DeviceBuf<T: Elem> {
@@ -32,10 +32,10 @@ fn stage<T: Elem>(staging: &mut Vec<T>, n: usize) -> &mut [T] {
     &mut staging[..n]
 }
 
-impl Dist {
+impl Group {
     /// The direct-path pointer: only when CUDA-aware and the buffer offers one.
     fn direct<T: Elem>(&self, buf: &mut dyn DeviceBuf<T>) -> Option<*mut T> {
-        if self.cuda.enabled {
+        if self.cuda_aware {
             buf.device_ptr()
         } else {
             None
@@ -44,7 +44,7 @@ impl Dist {
 
     fn run_direct(&self, call: Call, what: &'static str) -> anyhow::Result<()> {
         // SAFETY: callers build `call` from device pointers of checked lengths.
-        check(unsafe { call.run(&self.world) }, what, self.rank)?;
+        check(unsafe { call.run(&self.comm) }, what, self.world_rank)?;
         Ok(())
     }
 
@@ -61,8 +61,8 @@ impl Dist {
             (Some(p), Some(ip)) if count > 0 => {
                 let call = Call::new(self, Kind::AllReduce, ip as *const T, p, count);
                 self.run_direct(call, "MPI_Allreduce")?;
-                if op == ReduceOp::Avg && self.size > 1 {
-                    buf.scale(1.0 / self.size as f32)?;
+                if op == ReduceOp::Avg && self.size() > 1 {
+                    buf.scale(1.0 / self.size() as f32)?;
                 }
                 Ok(())
             }
@@ -89,8 +89,8 @@ impl Dist {
             (Some(s), Some(r)) if count > 0 => {
                 let call = Call::new(self, Kind::ReduceScatter, s as *const T, r, count);
                 self.run_direct(call, "MPI_Reduce_scatter_block")?;
-                if op == ReduceOp::Avg && self.size > 1 {
-                    recv.scale(1.0 / self.size as f32)?;
+                if op == ReduceOp::Avg && self.size() > 1 {
+                    recv.scale(1.0 / self.size() as f32)?;
                 }
                 Ok(())
             }
@@ -145,7 +145,7 @@ impl Dist {
             }
             _ => {
                 let host = stage(staging, n);
-                if self.rank == root {
+                if self.rank() == root {
                     buf.copy_to_host(host)?;
                 }
                 self.broadcast(host, root)?;

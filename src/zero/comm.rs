@@ -2,7 +2,7 @@
 //! added to the step's volume, time in flight to `comm_ms` and time spent waiting to
 //! `exposed_ms`.
 use super::Store;
-use crate::dist::{Dist, Pending, ReduceOp, ScalarOp};
+use crate::dist::{Group, Pending, ReduceOp, ScalarOp};
 use crate::metrics::{CommCounter, CommKind};
 use half::{bf16, f16};
 use serde::Serialize;
@@ -156,47 +156,47 @@ fn dtype_mismatch() -> anyhow::Error {
 }
 
 /// Starts a sum all-reduce of `buf`.
-pub fn iall_reduce(dist: &Dist, buf: Store, stats: &mut CommStats) -> anyhow::Result<InFlight> {
+pub fn iall_reduce(group: &Group, buf: Store, stats: &mut CommStats) -> anyhow::Result<InFlight> {
     stats.add_allreduce(buf.len());
     let op = match buf {
-        Store::F32(v) => Typed::F32(dist.iall_reduce(v, ReduceOp::Sum)?),
-        Store::Bf16(v) => Typed::Bf16(dist.iall_reduce(v, ReduceOp::Sum)?),
-        Store::F16(v) => Typed::F16(dist.iall_reduce(v, ReduceOp::Sum)?),
+        Store::F32(v) => Typed::F32(group.iall_reduce(v, ReduceOp::Sum)?),
+        Store::Bf16(v) => Typed::Bf16(group.iall_reduce(v, ReduceOp::Sum)?),
+        Store::F16(v) => Typed::F16(group.iall_reduce(v, ReduceOp::Sum)?),
     };
     Ok(InFlight::new(op))
 }
 
-/// Starts a sum reduce-scatter of `send` (world equal blocks) into `recv`.
+/// Starts a sum reduce-scatter of `send` (one equal block per rank of the group) into `recv`.
 pub fn ireduce_scatter(
-    dist: &Dist,
+    group: &Group,
     send: Store,
     recv: Store,
     stats: &mut CommStats,
 ) -> anyhow::Result<InFlight> {
     stats.add_reduce_scatter(send.len());
     let op = match (send, recv) {
-        (Store::F32(s), Store::F32(r)) => Typed::F32(dist.ireduce_scatter(s, r, ReduceOp::Sum)?),
+        (Store::F32(s), Store::F32(r)) => Typed::F32(group.ireduce_scatter(s, r, ReduceOp::Sum)?),
         (Store::Bf16(s), Store::Bf16(r)) => {
-            Typed::Bf16(dist.ireduce_scatter(s, r, ReduceOp::Sum)?)
+            Typed::Bf16(group.ireduce_scatter(s, r, ReduceOp::Sum)?)
         }
-        (Store::F16(s), Store::F16(r)) => Typed::F16(dist.ireduce_scatter(s, r, ReduceOp::Sum)?),
+        (Store::F16(s), Store::F16(r)) => Typed::F16(group.ireduce_scatter(s, r, ReduceOp::Sum)?),
         _ => return Err(dtype_mismatch()),
     };
     Ok(InFlight::new(op))
 }
 
-/// Starts an all-gather of `send` (this rank's block) into `recv` (world blocks).
+/// Starts an all-gather of `send` (this rank's block) into `recv` (a block per rank).
 pub fn iall_gather(
-    dist: &Dist,
+    group: &Group,
     send: Store,
     recv: Store,
     stats: &mut CommStats,
 ) -> anyhow::Result<InFlight> {
     stats.add_allgather(recv.len());
     let op = match (send, recv) {
-        (Store::F32(s), Store::F32(r)) => Typed::F32(dist.iall_gather(s, r)?),
-        (Store::Bf16(s), Store::Bf16(r)) => Typed::Bf16(dist.iall_gather(s, r)?),
-        (Store::F16(s), Store::F16(r)) => Typed::F16(dist.iall_gather(s, r)?),
+        (Store::F32(s), Store::F32(r)) => Typed::F32(group.iall_gather(s, r)?),
+        (Store::Bf16(s), Store::Bf16(r)) => Typed::Bf16(group.iall_gather(s, r)?),
+        (Store::F16(s), Store::F16(r)) => Typed::F16(group.iall_gather(s, r)?),
         _ => return Err(dtype_mismatch()),
     };
     Ok(InFlight::new(op))
@@ -204,7 +204,7 @@ pub fn iall_gather(
 
 /// Blocking all-gather of `send` into `recv`.
 pub fn all_gather(
-    dist: &Dist,
+    group: &Group,
     send: &Store,
     recv: &mut Store,
     stats: &mut CommStats,
@@ -212,9 +212,9 @@ pub fn all_gather(
     let t = Instant::now();
     stats.add_allgather(recv.len());
     match (send, recv) {
-        (Store::F32(s), Store::F32(r)) => dist.all_gather(s, r)?,
-        (Store::Bf16(s), Store::Bf16(r)) => dist.all_gather(s, r)?,
-        (Store::F16(s), Store::F16(r)) => dist.all_gather(s, r)?,
+        (Store::F32(s), Store::F32(r)) => group.all_gather(s, r)?,
+        (Store::Bf16(s), Store::Bf16(r)) => group.all_gather(s, r)?,
+        (Store::F16(s), Store::F16(r)) => group.all_gather(s, r)?,
         _ => return Err(dtype_mismatch()),
     }
     stats.blocking(t);
@@ -223,23 +223,23 @@ pub fn all_gather(
 
 /// Blocking all-gather of f32 data straight into a host slice (zero-copy on CPU).
 pub fn all_gather_f32(
-    dist: &Dist,
+    group: &Group,
     send: &[f32],
     recv: &mut [f32],
     stats: &mut CommStats,
 ) -> anyhow::Result<()> {
     let t = Instant::now();
     stats.add_allgather(recv.len());
-    dist.all_gather(send, recv)?;
+    group.all_gather(send, recv)?;
     stats.blocking(t);
     Ok(())
 }
 
-/// Blocking element-wise sum of a few scalars over all ranks, in one collective (loss,
+/// Blocking element-wise sum of a few scalars over the group, in one collective (loss,
 /// grad-norm partials).
-pub fn sum_scalars<const N: usize>(dist: &Dist, x: [f64; N], stats: &mut CommStats) -> [f64; N] {
+pub fn sum_scalars<const N: usize>(group: &Group, x: [f64; N], stats: &mut CommStats) -> [f64; N] {
     let t = Instant::now();
-    let s = dist.all_reduce_f64s(x, ScalarOp::Sum);
+    let s = group.all_reduce_f64s(x, ScalarOp::Sum);
     stats.blocking(t);
     s
 }

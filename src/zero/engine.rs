@@ -19,7 +19,7 @@ use super::{buckets, optimizer_states, Layout, StagePlan, Store};
 use crate::config::{Config, DType};
 use crate::data::Batch;
 use crate::device::Backend;
-use crate::dist::Dist;
+use crate::dist::Group;
 use crate::metrics::MemCounter;
 use crate::model::{Model, UnitSpec};
 use crate::optim::{build_optimizer, clip_coef, LossScaler, Optimizer, StepHyper};
@@ -54,7 +54,10 @@ pub struct StepOutcome {
 }
 
 pub struct Engine<'d, B: Backend> {
-    pub(super) dist: &'d Dist,
+    /// The data-parallel group: gradients and losses are averaged over it.
+    pub(super) dp: &'d Group,
+    /// The group states are sharded over (the layout's world); today always `dp`.
+    pub(super) shard: &'d Group,
     pub(super) backend: Arc<B>,
     pub(super) model: Box<dyn Model<B>>,
     pub(super) specs: Vec<UnitSpec>,
@@ -106,15 +109,26 @@ pub struct Engine<'d, B: Backend> {
 pub(super) const MAX_BUCKETS_IN_FLIGHT: usize = 2;
 
 impl<'d, B: Backend> Engine<'d, B> {
-    /// Builds the states of `model` for this rank, initialised from `cfg.train.seed`.
+    /// Builds the states of `model` for this rank, initialised from `cfg.train.seed`,
+    /// training data-parallel over `dp` with states sharded over `shard`.
     pub fn new(
-        dist: &'d Dist,
+        dp: &'d Group,
+        shard: &'d Group,
         backend: Arc<B>,
         model: Box<dyn Model<B>>,
         cfg: &Config,
     ) -> anyhow::Result<Self> {
-        let world = dist.size();
-        let rank = dist.rank();
+        if shard.size() != dp.size() {
+            anyhow::bail!(
+                "sharding over group {} ({} ranks) within data-parallel group {} ({} ranks) is not built yet: the shard group must be the data-parallel group",
+                shard.name(),
+                shard.size(),
+                dp.name(),
+                dp.size()
+            );
+        }
+        let world = shard.size();
+        let rank = shard.rank();
         let specs: Vec<UnitSpec> = model.units().to_vec();
         let layout = Layout::new(&specs, world);
         let plan = StagePlan {
@@ -139,7 +153,8 @@ impl<'d, B: Backend> Engine<'d, B> {
         }
         let n_units = specs.len();
         let mut engine = Engine {
-            dist,
+            dp,
+            shard,
             backend,
             model,
             specs,
@@ -273,7 +288,7 @@ impl<'d, B: Backend> Engine<'d, B> {
     ) -> anyhow::Result<StepOutcome> {
         self.stats.reset();
         let accum = self.plan.grad_accum;
-        let world = self.layout.world;
+        let world = self.dp.size();
         let scale = self.scaler.scale();
         let mut loss_sum = 0.0f64;
         let t0 = Instant::now();
@@ -314,8 +329,8 @@ impl<'d, B: Backend> Engine<'d, B> {
         let local = self.model.loss() as f64;
         self.release_all_params();
         let mut scratch = CommStats::default();
-        let [sum] = comm::sum_scalars(self.dist, [local], &mut scratch);
-        Ok(sum / self.layout.world as f64)
+        let [sum] = comm::sum_scalars(self.dp, [local], &mut scratch);
+        Ok(sum / self.dp.size() as f64)
     }
 
     /// Forward through every unit, gathering or converting parameters as the stage needs.
@@ -405,9 +420,8 @@ impl<'d, B: Backend> Engine<'d, B> {
             partial += crate::optim::sum_squares(&g[owned]);
             self.host_tmp = tmp;
         }
-        let [loss_sum, sumsq] =
-            comm::sum_scalars(self.dist, [local_loss, partial], &mut self.stats);
-        let loss = loss_sum / self.layout.world as f64;
+        let [loss_sum, sumsq] = comm::sum_scalars(self.dp, [local_loss, partial], &mut self.stats);
+        let loss = loss_sum / self.dp.size() as f64;
         let overflow = !sumsq.is_finite();
         if overflow {
             if self.plan.dtype != DType::Fp16 {

@@ -123,7 +123,7 @@ impl<B: Backend> Engine<'_, B> {
                 at += padded;
             }
             drop(recv); // empty: an all-reduce reduces in place
-            comm::iall_reduce(self.dist, send, &mut self.stats)?
+            comm::iall_reduce(self.dp, send, &mut self.stats)?
         } else {
             // Reduce-scatter layout: for each rank r, every unit's r-th slice in order, so
             // rank r receives exactly its shards of the bucket's units.
@@ -137,7 +137,7 @@ impl<B: Backend> Engine<'_, B> {
                 }
             }
             recv.set_len(total / world);
-            comm::ireduce_scatter(self.dist, send, recv, &mut self.stats)?
+            comm::ireduce_scatter(self.shard, send, recv, &mut self.stats)?
         };
         if self.plan.shards_grads() {
             for &u in &units {

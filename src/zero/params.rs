@@ -44,7 +44,7 @@ impl<B: Backend> Engine<'_, B> {
         send.set_len(shard);
         send.copy_from(0, mine, 0..shard);
         recv.set_len(padded);
-        comm::iall_gather(self.dist, send, recv, &mut self.stats)
+        comm::iall_gather(self.shard, send, recv, &mut self.stats)
     }
 
     fn wants_prefetch(&self, u: usize) -> bool {
@@ -141,7 +141,7 @@ impl<B: Backend> Engine<'_, B> {
                     let full = host_view_mut(self.backend.as_ref(), buf)?;
                     self.host_tmp[..shard].copy_from_slice(&full[domain]);
                     comm::all_gather_f32(
-                        self.dist,
+                        self.shard,
                         &self.host_tmp[..shard],
                         &mut full[..padded],
                         &mut self.stats,
@@ -152,7 +152,7 @@ impl<B: Backend> Engine<'_, B> {
                     if let Home::Host(full) = &mut self.params[u] {
                         send.set_len(shard);
                         send.copy_from(0, full, domain);
-                        comm::all_gather(self.dist, &send, full, &mut self.stats)?;
+                        comm::all_gather(self.shard, &send, full, &mut self.stats)?;
                     }
                     self.gather_bufs.push((send, recv));
                 }

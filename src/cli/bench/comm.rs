@@ -72,18 +72,22 @@ pub fn run(args: CommArgs) -> Result<()> {
 
 fn body(dist: &Dist, args: &CommArgs, opts: &BenchOpts) -> Result<()> {
     if let Some(r) = args.fail_rank {
-        dist.barrier()?;
+        dist.world().barrier()?;
         if dist.rank() == r {
             anyhow::bail!("injected failure (--fail-rank {r}) after MPI init and one collective");
         }
     }
     if args.self_test {
-        let rep = crate::dist::selftest::run(dist)?;
-        let checks = dist.all_reduce_f64(rep.checks as f64, crate::dist::ScalarOp::Sum);
-        let elems = dist.all_reduce_f64(rep.elements as f64, crate::dist::ScalarOp::Sum);
+        let rep = crate::dist::selftest::run_on_groups(dist)?;
+        let checks = dist
+            .world()
+            .all_reduce_f64(rep.checks as f64, crate::dist::ScalarOp::Sum);
+        let elems = dist
+            .world()
+            .all_reduce_f64(rep.elements as f64, crate::dist::ScalarOp::Sum);
         if dist.is_root() {
             println!(
-                "self-test ok: {checks} checks, {elems} elements compared on {} ranks; {} test() calls during overlap; worst half-precision error {:.3} of bound",
+                "self-test ok: {checks} checks, {elems} elements compared on {} ranks (world, node, across-nodes and parity groups); {} test() calls during overlap; worst half-precision error {:.3} of bound",
                 dist.size(),
                 rep.test_calls,
                 rep.worst_half_error_vs_bound
@@ -91,7 +95,7 @@ fn body(dist: &Dist, args: &CommArgs, opts: &BenchOpts) -> Result<()> {
         }
         return Ok(());
     }
-    let rows = dist.bench_comm(opts)?;
+    let rows = dist.world().bench_comm(opts)?;
     if dist.is_root() {
         if args.json {
             for r in &rows {
