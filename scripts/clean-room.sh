@@ -37,11 +37,16 @@ bind() {  # source target [ro]
   if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$2"; fi
 }
 
-rm -rf "$ROOT"
+# A root left mounted by an interrupted run: unmount everything below it before removing
+# it, and never cross into another file system (its /dev, the toolchain).
+findmnt -rn -o TARGET | grep "^$ROOT/" | sort -r | while read -r m; do umount -l "$m"; done
+rm -rf --one-file-system "$ROOT"
 echo "clean-room: debootstrap bookworm into $ROOT"
 debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR" >"$ROOT.debootstrap.log" 2>&1 ||
   { tail -20 "$ROOT.debootstrap.log" >&2; exit 1; }
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# A machine knows its own name: without /etc/hosts, every lookup of the hostname (Open
+# MPI makes several when a job aborts) waits for DNS, seconds each.
+cp /etc/resolv.conf /etc/hosts "$ROOT/etc/"
 mkdir -p "$ROOT/proc" "$ROOT/sys"
 mount -t proc proc "$ROOT/proc"; mounts+=("$ROOT/proc")
 mount -t sysfs sys "$ROOT/sys"; mounts+=("$ROOT/sys")
