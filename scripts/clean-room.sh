@@ -39,7 +39,7 @@ bind() {  # source target [ro]
 
 # A root left mounted by an interrupted run: unmount everything below it before removing
 # it, and never cross into another file system (its /dev, the toolchain).
-findmnt -rn -o TARGET | grep "^$ROOT/" | sort -r | while read -r m; do umount -l "$m"; done
+for m in $(findmnt -rn -o TARGET | grep "^$ROOT/" | sort -r || true); do umount -l "$m"; done
 rm -rf --one-file-system "$ROOT"
 echo "clean-room: debootstrap bookworm into $ROOT"
 debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR" >"$ROOT.debootstrap.log" 2>&1 ||
