@@ -27,7 +27,7 @@ pub fn abort_on_error(dist: &Dist, err: &anyhow::Error) -> ! {
 }
 
 /// Makes any panic on this process, on any thread, log `rank R: panic at FILE:LINE: MSG`
-/// as one line and call `MPI_Abort(MPI_COMM_WORLD, 1)` before unwinding starts, so mpirun
+/// as one line and call `MPI_Abort(MPI_COMM_WORLD, 101)` before unwinding starts, so mpirun
 /// ends every rank within moments instead of leaving them in a collective. Called by
 /// [`Dist::init`] once MPI is up. Outside an active MPI session (before init, after
 /// finalize) a panic is only logged and then unwinds as usual.
