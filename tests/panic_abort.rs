@@ -5,10 +5,14 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-#[test]
-fn a_rank_that_panics_ends_the_job_with_its_rank_and_message() {
+/// Runs `panic_rank 2 [thread]` on 4 ranks and checks the job failed promptly with rank
+/// 2's panic line; returns that line.
+fn panic_job(thread: bool) -> String {
     let mut cmd = mpirun_program(4, &example_bin("panic_rank"));
     cmd.arg("2").env_remove("RUST_BACKTRACE");
+    if thread {
+        cmd.arg("thread");
+    }
     let start = Instant::now();
     // A hang is what this guards against: without the hook the job never ends, and this
     // limit turns that into a failure rather than a stuck suite.
@@ -22,7 +26,7 @@ fn a_rank_that_panics_ends_the_job_with_its_rank_and_message() {
     );
     let line = stderr
         .lines()
-        .find(|l| l.starts_with("rank 2: panic at "))
+        .find(|l| l.starts_with("rank 2: panic"))
         .unwrap_or_else(|| panic!("no panic line from rank 2:\n{stderr}"));
     assert!(
         line.contains("examples/panic_rank.rs:")
@@ -39,5 +43,24 @@ fn a_rank_that_panics_ends_the_job_with_its_rank_and_message() {
         !stdout.contains("finished"),
         "no rank may get past the all-reduce: {stdout}"
     );
+    // Rank 2's main thread would reach the all-reduce after 30 s in the thread case:
+    // ending sooner shows the abort came from the panic (the guard above is 60 s).
+    assert!(took < Duration::from_secs(30), "the job took {took:?}");
     eprintln!("the job ended {took:?} after launch");
+    line.to_string()
+}
+
+#[test]
+fn a_rank_that_panics_ends_the_job_with_its_rank_and_message() {
+    let line = panic_job(false);
+    assert!(line.starts_with("rank 2: panic at "), "{line}");
+}
+
+#[test]
+fn a_panic_on_a_helper_thread_ends_the_job_too() {
+    let line = panic_job(true);
+    assert!(
+        line.starts_with("rank 2: panic (thread helper) at "),
+        "{line}"
+    );
 }
