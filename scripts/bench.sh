@@ -57,7 +57,7 @@ EOF
 fi
 
 if wants step; then
-  section "Training step, 1 process, 1 thread (forward, backward, AdamW)"
+  section "Training step through the engine, 1 process, 1 thread (forward, backward, AdamW)"
   for args in "" "--vocab 256 --ctx 128 --batch 8"; do
     # shellcheck disable=SC2086
     "$BIN" bench step --json $args | tee >(record step) | python3 -c '

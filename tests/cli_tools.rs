@@ -131,3 +131,18 @@ fn sample_report_and_their_errors_on_a_real_run() {
     ]);
     assert!(e.contains("none.jsonl"), "{e}");
 }
+
+#[test]
+fn bench_step_trains_through_the_engine_at_one_rank_only() {
+    let line = ok(&["bench", "step", "--steps", "2", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    // 5 AdamW steps on one repeated batch of random tokens must bring the loss below
+    // the uniform guess ln(65) = 4.17: the update ran.
+    let loss = r["loss"].as_f64().expect("loss");
+    assert!(loss.is_finite() && loss < 65f64.ln() - 0.3, "{r}");
+    assert!(r["tokens_per_s"].as_f64().expect("tokens/s") > 0.0, "{r}");
+    let out = mpi_run(2, &["bench", "step", "--steps", "1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run it without mpirun"), "{stderr}");
+}

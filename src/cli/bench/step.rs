@@ -1,10 +1,12 @@
-//! `zerotrain bench step`: single-process training-step throughput (forward, backward and
-//! an AdamW update over the flat parameters) of a GPT on the CPU backend.
-use crate::config::{ModelConfig, ModelKind, OptimizerKind, TrainConfig};
+//! `zerotrain bench step`: single-process training-step throughput of a GPT on the CPU
+//! backend, measured through the ZeRO engine exactly as `train` runs a step at one rank
+//! (stage 0, fp32: forward, backward, gradient reduction and the AdamW update).
+use crate::config::{Config, ModelConfig, ModelKind, OptimizerKind, SystemConfig, TrainConfig};
 use crate::data::batch::Batch;
 use crate::device::{Backend, Cpu};
-use crate::model::{build_model, LocalState, UnitSpec};
-use crate::optim::{build_optimizer, Optimizer, StepHyper};
+use crate::dist::Dist;
+use crate::model::build_model;
+use crate::zero::Engine;
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -37,53 +39,6 @@ pub struct StepArgs {
     pub steps: usize,
 }
 
-/// AdamW from `crate::optim` over every unit's whole parameter buffer, one optimizer
-/// whose state is the units laid end to end (unit u's state starts at `offsets[u]`),
-/// weight decay per tensor as the model's specs say.
-struct Updater {
-    opt: Box<dyn Optimizer>,
-    offsets: Vec<usize>,
-    specs: Vec<UnitSpec>,
-    step: u64,
-    lr: f32,
-}
-
-impl Updater {
-    fn new(cfg: &TrainConfig, specs: &[UnitSpec]) -> Updater {
-        let mut offsets = Vec::with_capacity(specs.len());
-        let mut total = 0;
-        for s in specs {
-            offsets.push(total);
-            total += s.numel;
-        }
-        Updater {
-            opt: build_optimizer(cfg, total),
-            offsets,
-            specs: specs.to_vec(),
-            step: 0,
-            lr: cfg.lr as f32,
-        }
-    }
-
-    fn step(&mut self, be: &Cpu, st: &mut LocalState<Cpu>) {
-        self.step += 1;
-        let hp = StepHyper {
-            lr: self.lr,
-            step: self.step,
-        };
-        for (u, (p, g)) in st.params.iter_mut().zip(&st.grads).enumerate() {
-            let (Some(p), Some(g)) = (be.host_mut(p), be.host(g)) else {
-                continue;
-            };
-            for t in &self.specs[u].tensors {
-                let r = t.offset..t.offset + t.numel();
-                let off = self.offsets[u] + t.offset;
-                self.opt.update(off, &mut p[r.clone()], &g[r], t.decay, &hp);
-            }
-        }
-    }
-}
-
 /// CPU time of this process so far, in seconds (all threads).
 fn process_cpu_s() -> f64 {
     let mut ts = libc::timespec {
@@ -112,18 +67,33 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
         vocab: a.vocab,
         ..ModelConfig::default()
     };
-    let be = Arc::new(Cpu::new(a.threads));
-    let mut model = build_model(&cfg, a.batch, be.clone())?;
-    let mut st = LocalState::new(&*be, &*model, 1337)?;
     // AdamW as nanoGPT trains (lr 1e-3, betas 0.9/0.95, weight decay 0.1).
-    let tcfg = TrainConfig {
-        optimizer: OptimizerKind::Adamw,
-        lr: 1e-3,
-        betas: [0.9, 0.95],
-        weight_decay: 0.1,
-        ..TrainConfig::default()
+    let run_cfg = Config {
+        model: cfg.clone(),
+        train: TrainConfig {
+            optimizer: OptimizerKind::Adamw,
+            lr: 1e-3,
+            betas: [0.9, 0.95],
+            weight_decay: 0.1,
+            micro_batch: a.batch,
+            seed: 1337,
+            ..TrainConfig::default()
+        },
+        system: SystemConfig {
+            threads: a.threads,
+            ..SystemConfig::default()
+        },
+        ..Config::default()
     };
-    let mut opt = Updater::new(&tcfg, model.units());
+    // One rank (a singleton MPI process without mpirun), so the step is the engine's own.
+    let dist = Dist::init("off")?;
+    anyhow::ensure!(
+        dist.size() == 1,
+        "bench step measures one process: run it without mpirun"
+    );
+    let be = Arc::new(Cpu::new(a.threads));
+    let model = build_model(&cfg, a.batch, be.clone())?;
+    let mut engine = Engine::new(dist.world(), dist.world(), be.clone(), model, &run_cfg)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n = a.batch * a.ctx;
     let tokens: Vec<u32> = (0..n + 1)
@@ -135,20 +105,18 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
         inputs: tokens[..n].to_vec(),
         targets: tokens[1..].to_vec(),
     };
-    let mut step = |model: &mut dyn crate::model::Model<Cpu>| -> anyhow::Result<f32> {
-        model.set_batch(&batch)?;
-        let loss = st.forward(model)?;
-        st.backward(&*be, model)?;
-        opt.step(&be, &mut st);
-        Ok(loss)
+    let lr = run_cfg.train.lr;
+    let mut step = || -> anyhow::Result<f64> {
+        let out = engine.train_step(&mut || Ok(batch.clone()), lr)?;
+        Ok(out.loss)
     };
     for _ in 0..3 {
-        step(&mut *model)?;
+        step()?;
     }
     let (t0, c0) = (Instant::now(), process_cpu_s());
     let mut loss = 0.0;
     for _ in 0..a.steps {
-        loss = step(&mut *model)?;
+        loss = step()?;
     }
     be.sync()?;
     let step_s = t0.elapsed().as_secs_f64() / a.steps as f64;
