@@ -303,6 +303,12 @@ impl<'d, B: Backend> Engine<'d, B> {
             self.backward_all(micro + 1 == accum)?;
         }
         self.finish_reductions()?;
+        // Once a step, before the optimizer reads the gradients: a failed kernel or copy
+        // surfaces here under its own name (the backend records it), not later as a
+        // "diverged" loss.
+        self.backend
+            .sync()
+            .map_err(|e| e.context(format!("device error in step {}", self.step + 1)))?;
         self.attempts += 1;
         if self.inject_overflow == Some((self.attempts, self.rank)) {
             self.poison_grads()?;
@@ -326,6 +332,9 @@ impl<'d, B: Backend> Engine<'d, B> {
     pub fn eval_loss(&mut self, batch: &Batch) -> anyhow::Result<f64> {
         self.model.set_batch(batch)?;
         self.forward_all()?;
+        self.backend
+            .sync()
+            .map_err(|e| e.context("device error in evaluation"))?;
         let local = self.model.loss() as f64;
         self.release_all_params();
         let mut scratch = CommStats::default();
