@@ -92,7 +92,8 @@ fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<Engine<'d, C
 /// CUDA backend exists (src/device/cuda) but the engine's collectives still need host
 /// views of its buffers, so a CUDA choice is refused with that reason.
 fn cpu_backend(dist: &Dist, cfg: &Config) -> anyhow::Result<Cpu> {
-    let (choice, why) = crate::device::select::select(&cfg.system.device, dist.local_rank())?;
+    let (choice, why) =
+        crate::device::select::select(&cfg.system.device, dist.local_rank(), dist.local_size())?;
     if dist.is_root() {
         log::info!("device: {why}");
     }

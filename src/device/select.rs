@@ -37,10 +37,16 @@ pub fn cuda_devices() -> Result<usize, String> {
     }
 }
 
-/// The backend for `device` on the rank with node-local index `local_rank` (ranks on a
-/// node take GPUs round-robin), and a sentence saying which and why for the start-up log.
-pub fn select(device: &str, local_rank: usize) -> Result<(DeviceChoice, String), SelectError> {
-    select_with(device, local_rank, cuda_devices())
+/// The backend for `device` on the rank with node-local index `local_rank` of the
+/// node's `local_size` ranks (ranks on a node take GPUs round-robin), and a sentence
+/// saying which and why for the start-up log. The sentence says when the node's ranks
+/// outnumber its GPUs, on every rank (rank 0, which logs it, has local rank 0).
+pub fn select(
+    device: &str,
+    local_rank: usize,
+    local_size: usize,
+) -> Result<(DeviceChoice, String), SelectError> {
+    select_with(device, local_rank, local_size, cuda_devices())
 }
 
 /// [`select`] given the outcome of [`cuda_devices`] (separate so it can be tested
@@ -48,17 +54,18 @@ pub fn select(device: &str, local_rank: usize) -> Result<(DeviceChoice, String),
 pub fn select_with(
     device: &str,
     local_rank: usize,
+    local_size: usize,
     cuda: Result<usize, String>,
 ) -> Result<(DeviceChoice, String), SelectError> {
     let on_gpu = |count: usize| {
         let ordinal = local_rank % count;
+        let share = if local_size > count {
+            format!("; {local_size} ranks on this node share its {count} GPUs")
+        } else {
+            String::new()
+        };
         let why = format!(
-            "CUDA device {ordinal} of {count} (node-local rank {local_rank}){}",
-            if local_rank >= count {
-                "; more ranks than GPUs on this node, so some share one"
-            } else {
-                ""
-            }
+            "CUDA device {ordinal} of {count} (node-local rank {local_rank} of {local_size}){share}"
         );
         (DeviceChoice::Cuda { ordinal }, why)
     };
@@ -82,24 +89,36 @@ mod tests {
 
     #[test]
     fn explicit_and_auto_choices() {
-        let (c, why) = select_with("auto", 3, Ok(2)).unwrap();
+        let (c, why) = select_with("auto", 3, 4, Ok(2)).unwrap();
         assert_eq!(c, DeviceChoice::Cuda { ordinal: 1 });
+        assert!(
+            why.contains("4 ranks on this node share its 2 GPUs"),
+            "{why}"
+        );
+        // Rank 0, which logs the sentence, sees the sharing too.
+        let (c, why) = select_with("auto", 0, 3, Ok(2)).unwrap();
+        assert_eq!(c, DeviceChoice::Cuda { ordinal: 0 });
         assert!(why.contains("share"), "{why}");
-        let (c, why) = select_with("auto", 0, Err("no libcuda".into())).unwrap();
+        let (_, why) = select_with("auto", 1, 2, Ok(2)).unwrap();
+        assert!(!why.contains("share"), "{why}");
+        let (c, why) = select_with("auto", 0, 1, Err("no libcuda".into())).unwrap();
         assert_eq!(c, DeviceChoice::Cpu);
         assert!(why.contains("no libcuda"), "{why}");
-        assert_eq!(select_with("cpu", 0, Ok(8)).unwrap().0, DeviceChoice::Cpu);
         assert_eq!(
-            select_with("cuda", 1, Ok(4)).unwrap().0,
+            select_with("cpu", 0, 1, Ok(8)).unwrap().0,
+            DeviceChoice::Cpu
+        );
+        assert_eq!(
+            select_with("cuda", 1, 2, Ok(4)).unwrap().0,
             DeviceChoice::Cuda { ordinal: 1 }
         );
     }
 
     #[test]
     fn cuda_without_gpu_and_unknown_names_are_errors() {
-        let e = select_with("cuda", 0, Err("no libcuda".into())).unwrap_err();
+        let e = select_with("cuda", 0, 1, Err("no libcuda".into())).unwrap_err();
         assert!(e.to_string().contains("no libcuda"), "{e}");
-        let e = select_with("gpu", 0, Ok(1)).unwrap_err();
+        let e = select_with("gpu", 0, 1, Ok(1)).unwrap_err();
         assert_eq!(e, SelectError::Unknown("gpu".into()));
     }
 }
