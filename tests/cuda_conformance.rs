@@ -117,10 +117,10 @@ fn new_is_an_error_not_a_panic_where_cuda_cannot_run() {
         Err(why) => {
             let e = Cuda::new(0).expect_err("no CUDA here, so no backend");
             assert!(e.to_string().contains(&why), "{e:#} should name {why}");
-            let (choice, said) = select("auto", 0).unwrap();
+            let (choice, said) = select("auto", 0, 1).unwrap();
             assert_eq!(choice, DeviceChoice::Cpu, "auto falls back to the CPU");
             assert!(said.contains(&why), "{said}");
-            let e = select("cuda", 0).unwrap_err().to_string();
+            let e = select("cuda", 0, 1).unwrap_err().to_string();
             assert!(e.contains(&why), "{e} should name {why}");
             eprintln!("skipped the GPU half: no CUDA GPU ({why})");
         }
