@@ -128,7 +128,7 @@ fn new_is_an_error_not_a_panic_where_cuda_cannot_run() {
             let e = Cuda::new(count).expect_err("ordinal past the last device");
             assert!(e.to_string().contains("does not exist"), "{e:#}");
             assert!(Cuda::new(0).is_ok());
-            let (choice, _) = select("auto", count + 1).unwrap();
+            let (choice, _) = select("auto", count + 1, count + 2).unwrap();
             assert_eq!(
                 choice,
                 DeviceChoice::Cuda {
