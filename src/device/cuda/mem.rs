@@ -6,13 +6,13 @@ use std::sync::Arc;
 /// Bytes held by a backend's live buffers, their high-water mark and the number of
 /// allocations made (a steady-state step must not add to it).
 #[derive(Debug, Default)]
-pub struct MemCounter {
+pub struct DeviceMemCounter {
     bytes: AtomicUsize,
     peak: AtomicUsize,
     allocs: AtomicUsize,
 }
 
-/// A snapshot of a [`MemCounter`].
+/// A snapshot of a [`DeviceMemCounter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemStats {
     /// Bytes held by live buffers now.
@@ -23,7 +23,7 @@ pub struct MemStats {
     pub allocs: usize,
 }
 
-impl MemCounter {
+impl DeviceMemCounter {
     pub(super) fn add(&self, bytes: usize) {
         let now = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
@@ -42,19 +42,19 @@ impl MemCounter {
     }
 }
 
-/// A device slice of `len` elements, counted against its backend's [`MemCounter`] until
+/// A device slice of `len` elements, counted against its backend's [`DeviceMemCounter`] until
 /// dropped. The slice holds at least one element (the driver rejects empty allocations),
 /// so `len` is the length callers see.
 #[derive(Debug)]
 pub struct Counted<T> {
     pub(super) s: CudaSlice<T>,
     pub(super) len: usize,
-    counter: Arc<MemCounter>,
+    counter: Arc<DeviceMemCounter>,
     bytes: usize,
 }
 
 impl<T> Counted<T> {
-    pub(super) fn new(s: CudaSlice<T>, len: usize, counter: &Arc<MemCounter>) -> Self {
+    pub(super) fn new(s: CudaSlice<T>, len: usize, counter: &Arc<DeviceMemCounter>) -> Self {
         let bytes = s.num_bytes();
         counter.add(bytes);
         Counted {

@@ -15,7 +15,7 @@ mod kernels;
 mod mem;
 
 pub use kernels::{ptx as kernel_ptx, NAMES as KERNEL_NAMES};
-pub use mem::{CudaBuf, CudaIds, MemCounter, MemStats};
+pub use mem::{CudaBuf, CudaIds, DeviceMemCounter, MemStats};
 
 use anyhow::Context as _;
 use cudarc::cublas::CudaBlas;
@@ -62,7 +62,7 @@ pub struct Cuda {
     k: Kernels,
     /// Bound to optional kernel arguments that are absent (never read).
     dummy: CudaSlice<f32>,
-    mem: Arc<MemCounter>,
+    mem: Arc<DeviceMemCounter>,
     /// The first error a kernel or copy met since the last `sync`.
     err: Mutex<Option<String>>,
 }
@@ -102,7 +102,7 @@ impl Cuda {
             blas,
             k,
             dummy,
-            mem: Arc::new(MemCounter::default()),
+            mem: Arc::new(DeviceMemCounter::default()),
             err: Mutex::new(None),
         };
         be.set_tf32(true)?;
