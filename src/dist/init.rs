@@ -1,5 +1,5 @@
-//! `Dist::init`: MPI start-up (FUNNELED), node-local communicator, GPU index, CUDA-aware
-//! decision, logger, and the start-up log on rank 0.
+//! `Dist::init`: MPI start-up (FUNNELED), the process groups, the CUDA-aware decision,
+//! logger and panic hook, and the start-up log on rank 0.
 use std::os::raw::c_void;
 
 use anyhow::Context;
@@ -8,16 +8,6 @@ use mpi::traits::*;
 
 use super::cuda_aware::{self, CudaAwareSetting, CUDA_AWARE_ENV};
 use super::{elem, install_panic_hook, logging, with_rank_before_init, Dist, Group};
-
-/// Number of GPUs a rank may bind: the entries of `CUDA_VISIBLE_DEVICES` when it is set
-/// (0 when set but empty or `-1`), else 1 (no information: assume one device).
-pub fn visible_gpu_count(cuda_visible_devices: Option<&str>) -> usize {
-    match cuda_visible_devices.map(str::trim) {
-        None => 1,
-        Some("") | Some("-1") => 0,
-        Some(list) => list.split(',').filter(|s| !s.trim().is_empty()).count(),
-    }
-}
 
 /// The value of `MPI_IN_PLACE` for a library, from its `MPI_Get_library_version` string:
 /// `(void*)1` in Open MPI, `(void*)-1` in MPICH and its derivatives; `None` if unknown.
@@ -66,11 +56,7 @@ impl Dist {
         let across_nodes = world
             .split(node.rank(), "across-nodes")
             .with_context(|| format!("rank {rank}: the across-nodes group"))?;
-        let visible_gpus = visible_gpu_count(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
-        let gpu_index = (visible_gpus > 0).then(|| node.rank() % visible_gpus);
         let dist = Dist {
-            visible_gpus,
-            gpu_index,
             cuda,
             ops,
             node,
@@ -82,14 +68,15 @@ impl Dist {
         Ok(dist)
     }
 
-    /// Rank 0 logs the job layout; every rank's (host-local rank, GPU) is gathered for it.
+    /// Rank 0 logs the job layout; every rank's node-local rank is gathered for it. (Which
+    /// GPU a rank binds is decided where the device is chosen, `device::select`, from the
+    /// devices that rank sees; rank 0 logs its own choice there.)
     fn log_start(&self, library: &str) {
-        let mine = [
-            self.local_rank() as u64,
-            self.gpu_index.map_or(u64::MAX, |g| g as u64),
-        ];
         // MPI_ERRORS_ARE_FATAL is the world's handler: a failed gather aborts the job.
-        let all = self.world.all_gather_u64s(&mine).unwrap_or_default();
+        let all = self
+            .world
+            .all_gather_u64s(&[self.local_rank() as u64])
+            .unwrap_or_default();
         if !self.is_root() {
             return;
         }
@@ -103,18 +90,14 @@ impl Dist {
             self.size(),
             self.local_size()
         );
-        let binding: Vec<String> = all
-            .chunks(2)
+        let layout: Vec<String> = all
+            .iter()
             .enumerate()
-            .map(|(r, c)| match c[1] {
-                u64::MAX => format!("{r}:local {} gpu none", c[0]),
-                g => format!("{r}:local {} gpu {g}", c[0]),
-            })
+            .map(|(r, local)| format!("{r}:local {local}"))
             .collect();
         log::info!(
-            "GPU binding (local rank % {} visible devices): {}",
-            self.visible_gpus,
-            binding.join(", ")
+            "ranks (world:node-local; a rank binds GPU local rank % the GPUs it sees): {}",
+            layout.join(", ")
         );
         log::info!("{}", cuda_aware::describe(&self.cuda));
         if self.world.in_place.is_none() {
@@ -126,15 +109,6 @@ impl Dist {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn visible_gpu_counting() {
-        assert_eq!(visible_gpu_count(None), 1);
-        assert_eq!(visible_gpu_count(Some("")), 0);
-        assert_eq!(visible_gpu_count(Some("-1")), 0);
-        assert_eq!(visible_gpu_count(Some("0,1,3")), 3);
-        assert_eq!(visible_gpu_count(Some("GPU-abc")), 1);
-    }
 
     #[test]
     fn in_place_values() {

@@ -25,7 +25,7 @@ pub use collectives::{DistError, ReduceOp, ScalarOp};
 pub use cuda_aware::{query_mpix_cuda_support, CudaAware, CudaAwareSetting, CUDA_AWARE_ENV};
 pub use elem::{DType, Elem};
 pub use group::Group;
-pub use init::{in_place_sentinel, visible_gpu_count};
+pub use init::in_place_sentinel;
 pub use logging::init_logging;
 pub use nonblocking::{Pending, Request};
 pub use staging::DeviceBuf;
@@ -33,8 +33,6 @@ pub use staging::DeviceBuf;
 /// One per process: the MPI session, this rank's place in the job, and its process
 /// groups, on which the collectives run. Dropping it finalizes MPI.
 pub struct Dist {
-    visible_gpus: usize,
-    gpu_index: Option<usize>,
     cuda: CudaAware,
     /// The half-precision sum ops every group uses; freed when the `Dist` drops.
     ops: elem::SumOps,
@@ -61,15 +59,6 @@ impl Dist {
     /// Number of ranks on this node.
     pub fn local_size(&self) -> usize {
         self.node.size()
-    }
-    /// GPU this rank would bind: `local_rank % visible devices`; `None` when
-    /// `CUDA_VISIBLE_DEVICES` hides every device.
-    pub fn gpu_index(&self) -> Option<usize> {
-        self.gpu_index
-    }
-    /// Number of devices counted for binding (see [`visible_gpu_count`]).
-    pub fn visible_gpus(&self) -> usize {
-        self.visible_gpus
     }
     /// Whether device buffers go to MPI directly (true) or through host staging (false).
     pub fn cuda_aware(&self) -> bool {
