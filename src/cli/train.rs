@@ -81,8 +81,9 @@ fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
     Err(Reported)
 }
 
-/// The model and this rank's states (no collectives).
-fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<Engine<'d, Cpu>> {
+/// The model and this rank's states (no collectives); `bench step` builds its engine
+/// here too, so it measures what `train` runs.
+pub(crate) fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<Engine<'d, Cpu>> {
     let backend = Arc::new(cpu_backend(dist, cfg)?);
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
     Engine::new(dist.world(), dist.world(), backend, model, cfg)

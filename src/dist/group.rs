@@ -111,7 +111,7 @@ impl Group {
     }
 
     /// Gathers every rank's `mine` (the same length everywhere) in rank order: small
-    /// integer tables such as file sizes and checksums, memory counters, GPU bindings.
+    /// integer tables such as file sizes and checksums, memory counters, node-local ranks.
     pub fn all_gather_u64s(&self, mine: &[u64]) -> Result<Vec<u64>, DistError> {
         let n = c_int::try_from(mine.len()).map_err(|_| DistError::TooLong {
             op: "all_gather_u64s",

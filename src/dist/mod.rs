@@ -1,7 +1,7 @@
 //! The `dist` part: MPI initialisation, process groups (world, node-local, across nodes,
-//! any split), GPU binding index, CUDA-aware detection, collectives on a group (blocking
-//! and non-blocking, host or device buffers) and abort-on-error. Knows nothing of models
-//! or ZeRO.
+//! any split), CUDA-aware detection, collectives on a group (blocking and non-blocking,
+//! host or device buffers), abort-on-error and the panic hook. Knows nothing of models or
+//! ZeRO.
 //!
 //! Only the main thread calls MPI (`MPI_THREAD_FUNNELED`); [`Dist`] and [`Pending`] are
 //! neither `Send` nor `Sync`, so the compiler keeps them on that thread.

@@ -3,14 +3,10 @@
 //! (stage 0, fp32: forward, backward, gradient reduction and the AdamW update).
 use crate::config::{Config, ModelConfig, ModelKind, OptimizerKind, SystemConfig, TrainConfig};
 use crate::data::batch::Batch;
-use crate::device::{Backend, Cpu};
 use crate::dist::Dist;
-use crate::model::build_model;
-use crate::zero::Engine;
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -91,9 +87,7 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
         dist.size() == 1,
         "bench step measures one process: run it without mpirun"
     );
-    let be = Arc::new(Cpu::new(a.threads));
-    let model = build_model(&cfg, a.batch, be.clone())?;
-    let mut engine = Engine::new(dist.world(), dist.world(), be.clone(), model, &run_cfg)?;
+    let mut engine = crate::cli::train::build_engine(&dist, &run_cfg)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n = a.batch * a.ctx;
     let tokens: Vec<u32> = (0..n + 1)
@@ -118,7 +112,7 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
     for _ in 0..a.steps {
         loss = step()?;
     }
-    be.sync()?;
+    // (The engine syncs the backend inside every step, so the time is complete.)
     let step_s = t0.elapsed().as_secs_f64() / a.steps as f64;
     // CPU time per step: on a shared machine it is steadier than wall time.
     let cpu_s = (process_cpu_s() - c0) / a.steps as f64;
