@@ -5,10 +5,10 @@
 //! layout"). The unpadded concatenation of the units in model order is the canonical,
 //! world-size-independent parameter order.
 //!
-//! Padding can exceed a whole slice (a unit smaller than (N-1)·ALIGN, e.g. a LayerNorm of
-//! 2·768 elements from N = 64 up): the last ranks' slices then hold padding only, and
-//! those ranks own an empty range of real elements. Every range here stays inside its
-//! rank's slice, so offsets relative to the slice never underflow.
+//! Padding can cover whole slices (n_u ≤ (N-1)·s_u: small units at many ranks, e.g. a
+//! LayerNorm of 2·768 elements from N = 64 up): the last ranks' slices then hold padding
+//! only, and those ranks own an empty range of real elements. Every range here stays
+//! inside its rank's slice, so offsets relative to the slice never underflow.
 use crate::model::UnitSpec;
 use std::ops::Range;
 
