@@ -13,9 +13,16 @@ mod cpu;
 pub mod cuda;
 mod gemm;
 pub mod select;
+mod store;
+mod transfers;
 
-pub use cpu::{Cpu, CpuBuf, CpuIds};
+pub use cpu::{Cpu, CpuBuf, CpuIds, CpuMem};
 pub use gemm::Gemm;
+pub use store::Store;
+pub use transfers::{TransferCounter, Transfers};
+
+use crate::config::DType;
+use crate::optim::{StepHyper, UpdateRule};
 
 /// A compute backend: buffer management plus the kernels the layers need.
 pub trait Backend: Send {
@@ -23,9 +30,20 @@ pub trait Backend: Send {
     type Buf: Send;
     /// An opaque device buffer of u32 indices (token ids, class ids).
     type Ids: Send;
+    /// An opaque device buffer of one dtype (fp32, bf16 or fp16): where the ZeRO engine
+    /// keeps parameters, gradients and communication buffers in the run's dtype.
+    type Mem: Send;
 
-    /// Short name for logs and benchmarks ("cpu", "cuda").
+    /// Short name for logs and benchmarks ("cpu", "sim", "cuda").
     fn name(&self) -> &'static str;
+    /// True when buffers are ordinary host memory that any MPI can read and write (the
+    /// CPU backend); false for device memory, which only a device-aware transport
+    /// (CUDA-aware MPI, NCCL) may be handed, and which is otherwise staged through host
+    /// buffers.
+    fn host_resident(&self) -> bool;
+    /// Bytes copied host -> device and device -> host so far (every upload and download,
+    /// scalars included).
+    fn transfers(&self) -> Transfers;
     /// A zero-filled buffer of `len` f32.
     fn alloc(&self, len: usize) -> anyhow::Result<Self::Buf>;
     /// Number of f32 in `buf`.
@@ -48,6 +66,80 @@ pub trait Backend: Send {
     fn host_mut<'a>(&self, buf: &'a mut Self::Buf) -> Option<&'a mut [f32]>;
     /// Waits for every enqueued kernel and copy.
     fn sync(&self) -> anyhow::Result<()>;
+
+    // ---- typed memory for model states (see `Self::Mem`) ----
+    /// A zero-filled buffer of `len` elements of `dtype`.
+    fn alloc_mem(&self, dtype: DType, len: usize) -> anyhow::Result<Self::Mem>;
+    /// Number of elements of `m`.
+    fn mem_len(&self, m: &Self::Mem) -> usize;
+    /// The dtype of `m`.
+    fn mem_dtype(&self, m: &Self::Mem) -> DType;
+    /// `dst[doff + i] = src[soff + i]` for `i < len`, converted (rounded to nearest even)
+    /// when the dtypes differ.
+    fn mem_copy(&self, dst: &mut Self::Mem, doff: usize, src: &Self::Mem, soff: usize, len: usize);
+    /// `dst[doff + i] += src[soff + i]`, summed in f32 and rounded once to dst's dtype.
+    fn mem_add(&self, dst: &mut Self::Mem, doff: usize, src: &Self::Mem, soff: usize, len: usize);
+    /// `dst[doff + i] = src[soff + i]` as f32.
+    fn mem_to_f32(
+        &self,
+        dst: &mut Self::Buf,
+        doff: usize,
+        src: &Self::Mem,
+        soff: usize,
+        len: usize,
+    );
+    /// `dst[doff + i] = src[soff + i]` rounded to dst's dtype.
+    fn mem_from_f32(
+        &self,
+        dst: &mut Self::Mem,
+        doff: usize,
+        src: &Self::Buf,
+        soff: usize,
+        len: usize,
+    );
+    /// `dst[doff + i] += src[soff + i]`, summed in f32 and rounded once to dst's dtype.
+    fn mem_add_f32(
+        &self,
+        dst: &mut Self::Mem,
+        doff: usize,
+        src: &Self::Buf,
+        soff: usize,
+        len: usize,
+    );
+    /// `m[off..off + len] = v` (rounded to m's dtype).
+    fn mem_fill(&self, m: &mut Self::Mem, off: usize, len: usize, v: f32);
+    /// Device -> host: `dst[doff..doff + len] = src[soff..]` (same dtype; waits).
+    fn download_mem(&self, src: &Self::Mem, soff: usize, dst: &mut Store, doff: usize, len: usize);
+    /// Host -> device: `dst[doff..doff + len] = src[soff..]` (same dtype; enqueued).
+    fn upload_mem(&self, dst: &mut Self::Mem, doff: usize, src: &Store, soff: usize, len: usize);
+    /// The address of `m`'s memory where it lives (device memory on a GPU), valid until
+    /// `m` is dropped, for a device-aware transport to hand to the communication
+    /// library. The host never dereferences it; pending kernels must be synced first.
+    fn mem_ptr(&self, m: &mut Self::Mem) -> *mut u8;
+    /// As [`Backend::mem_ptr`], for an f32 buffer.
+    fn buf_ptr(&self, b: &mut Self::Buf) -> *mut f32;
+
+    // ---- optimizer ----
+    /// Σ x² over `x[off..off + len]`, accumulated in f64 (a gradient-norm partial; the
+    /// result is read on the host, so this waits).
+    fn sum_squares(&self, x: &Self::Buf, off: usize, len: usize) -> anyhow::Result<f64>;
+    /// The fused optimizer update of `rule` over `len` elements: fp32 parameters
+    /// `params[poff..]` from gradients `grads[goff..]`, with `states[k][soff..]` one
+    /// buffer per [`UpdateRule::state_names`] entry.
+    #[allow(clippy::too_many_arguments)]
+    fn optimizer_update(
+        &self,
+        rule: &UpdateRule,
+        hp: &StepHyper,
+        decay: bool,
+        params: &mut Self::Buf,
+        poff: usize,
+        grads: &Self::Buf,
+        goff: usize,
+        states: &mut [Self::Buf],
+        soff: usize,
+        len: usize,
+    );
 
     /// A zero-filled index buffer of `len` u32.
     fn alloc_ids(&self, len: usize) -> anyhow::Result<Self::Ids>;

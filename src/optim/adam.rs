@@ -8,12 +8,18 @@
 //! ```
 use super::{window, Optimizer, StepHyper};
 
-/// Adam (`decoupled = false`) or AdamW (`decoupled = true`).
+/// Adam's update rule: its hyper-parameters, no state (`decoupled`: AdamW).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamRule {
+    pub betas: [f64; 2],
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub decoupled: bool,
+}
+
+/// Adam (`decoupled = false`) or AdamW (`decoupled = true`) with its moments.
 pub struct Adam {
-    betas: [f64; 2],
-    eps: f32,
-    weight_decay: f32,
-    decoupled: bool,
+    rule: AdamRule,
     /// First moment, shard-long.
     m: Vec<f32>,
     /// Second moment, shard-long.
@@ -30,10 +36,12 @@ impl Adam {
         decoupled: bool,
     ) -> Self {
         Adam {
-            betas,
-            eps,
-            weight_decay,
-            decoupled,
+            rule: AdamRule {
+                betas,
+                eps,
+                weight_decay,
+                decoupled,
+            },
             m: vec![0.0; shard_len],
             v: vec![0.0; shard_len],
         }
@@ -79,16 +87,17 @@ fn step<const L2: bool, const SHRINK: bool>(
     }
 }
 
-impl Optimizer for Adam {
-    fn update(
-        &mut self,
-        offset: usize,
-        params: &mut [f32],
-        grads: &[f32],
+impl AdamRule {
+    /// One step over a slice: `p`, `g`, `m`, `v` of equal length. No allocation.
+    pub fn apply(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
         decay: bool,
         hp: &StepHyper,
     ) {
-        super::check_slice("adam", offset, params, grads, self.m.len());
         let t = hp.step.max(1) as i32;
         let [b1, b2] = self.betas;
         let lr = hp.lr as f64;
@@ -107,14 +116,28 @@ impl Optimizer for Adam {
                 1.0
             },
         };
+        match (wd != 0.0, self.decoupled) {
+            (false, _) => step::<false, false>(p, g, m, v, c),
+            (true, false) => step::<true, false>(p, g, m, v, c),
+            (true, true) => step::<false, true>(p, g, m, v, c),
+        }
+    }
+}
+
+impl Optimizer for Adam {
+    fn update(
+        &mut self,
+        offset: usize,
+        params: &mut [f32],
+        grads: &[f32],
+        decay: bool,
+        hp: &StepHyper,
+    ) {
+        super::check_slice("adam", offset, params, grads, self.m.len());
         let n = params.len();
         let m = window(&mut self.m, offset, n);
         let v = window(&mut self.v, offset, n);
-        match (wd != 0.0, self.decoupled) {
-            (false, _) => step::<false, false>(params, grads, m, v, c),
-            (true, false) => step::<true, false>(params, grads, m, v, c),
-            (true, true) => step::<false, true>(params, grads, m, v, c),
-        }
+        self.rule.apply(params, grads, m, v, decay, hp);
     }
 
     fn state_names(&self) -> &'static [&'static str] {

@@ -10,11 +10,11 @@ mod scaler;
 mod schedule;
 mod sgd;
 
-pub use adam::Adam;
+pub use adam::{Adam, AdamRule};
 pub use clip::{clip_coef, has_non_finite, sum_squares};
 pub use scaler::{LossScaler, ScalerError};
 pub use schedule::lr_at;
-pub use sgd::Sgd;
+pub use sgd::{Sgd, SgdRule};
 
 use crate::config::{OptimizerKind, TrainConfig};
 
@@ -25,6 +25,66 @@ pub struct StepHyper {
     pub lr: f32,
     /// Optimizer step, 1-based (Adam's bias correction uses it).
     pub step: u64,
+}
+
+/// Which optimizer with which hyper-parameters, as a value without state: what a
+/// backend's fused update kernel needs besides the buffers (the ZeRO engine keeps the
+/// states in backend memory and hands them in).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UpdateRule {
+    Sgd(SgdRule),
+    Adam(AdamRule),
+}
+
+impl UpdateRule {
+    /// The rule `cfg.optimizer` names, with its hyper-parameters.
+    pub fn from_config(cfg: &TrainConfig) -> UpdateRule {
+        let wd = cfg.weight_decay as f32;
+        match cfg.optimizer {
+            OptimizerKind::Sgd => UpdateRule::Sgd(SgdRule {
+                momentum: cfg.momentum as f32,
+                weight_decay: wd,
+            }),
+            OptimizerKind::Adam | OptimizerKind::Adamw => UpdateRule::Adam(AdamRule {
+                betas: [cfg.betas[0], cfg.betas[1]],
+                eps: cfg.eps as f32,
+                weight_decay: wd,
+                decoupled: cfg.optimizer == OptimizerKind::Adamw,
+            }),
+        }
+    }
+
+    /// Names of the state vectors the rule keeps per parameter, for checkpoints
+    /// (SGD without momentum keeps none).
+    pub fn state_names(&self) -> &'static [&'static str] {
+        match self {
+            UpdateRule::Sgd(r) if r.momentum == 0.0 => &[],
+            UpdateRule::Sgd(_) => &["momentum"],
+            UpdateRule::Adam(_) => &["exp_avg", "exp_avg_sq"],
+        }
+    }
+
+    /// One update of `params` from `grads` with `states` (one slice per
+    /// [`UpdateRule::state_names`] entry, all of `params`' length). No allocation.
+    /// Panics (an engine bug) if the number of states is wrong.
+    pub fn apply(
+        &self,
+        params: &mut [f32],
+        grads: &[f32],
+        states: &mut [&mut [f32]],
+        decay: bool,
+        hp: &StepHyper,
+    ) {
+        match (self, states) {
+            (UpdateRule::Sgd(r), []) => r.apply(params, grads, None, decay, hp),
+            (UpdateRule::Sgd(r), [buf]) => r.apply(params, grads, Some(buf), decay, hp),
+            (UpdateRule::Adam(r), [m, v]) => r.apply(params, grads, m, v, decay, hp),
+            (rule, states) => panic!(
+                "internal error: {rule:?} given {} state vectors",
+                states.len()
+            ),
+        }
+    }
 }
 
 /// An optimizer over a flat fp32 shard of `shard_len` elements. Its state (moments,
@@ -53,8 +113,6 @@ pub trait Optimizer: Send {
     fn state_bytes(&self) -> usize;
 }
 
-/// Builds the optimizer `cfg.optimizer` names for a shard of `shard_len` elements, with
-/// its state zero-initialised (as PyTorch's lazily created state is on the first step).
 /// The precondition every `Optimizer::update` states: `params` and `grads` match and the
 /// slice lies inside the shard. A failure is an engine bug, not user input.
 fn check_slice(name: &str, offset: usize, params: &[f32], grads: &[f32], shard_len: usize) {
@@ -69,16 +127,17 @@ fn check_slice(name: &str, offset: usize, params: &[f32], grads: &[f32], shard_l
     );
 }
 
+/// Builds the optimizer `cfg.optimizer` names for a shard of `shard_len` elements, with
+/// its state zero-initialised (as PyTorch's lazily created state is on the first step).
 pub fn build_optimizer(cfg: &TrainConfig, shard_len: usize) -> Box<dyn Optimizer> {
-    let wd = cfg.weight_decay as f32;
-    match cfg.optimizer {
-        OptimizerKind::Sgd => Box::new(Sgd::new(shard_len, cfg.momentum as f32, wd)),
-        OptimizerKind::Adam | OptimizerKind::Adamw => Box::new(Adam::new(
+    match UpdateRule::from_config(cfg) {
+        UpdateRule::Sgd(r) => Box::new(Sgd::new(shard_len, r.momentum, r.weight_decay)),
+        UpdateRule::Adam(r) => Box::new(Adam::new(
             shard_len,
-            [cfg.betas[0], cfg.betas[1]],
-            cfg.eps as f32,
-            wd,
-            cfg.optimizer == OptimizerKind::Adamw,
+            r.betas,
+            r.eps,
+            r.weight_decay,
+            r.decoupled,
         )),
     }
 }

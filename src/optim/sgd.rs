@@ -3,10 +3,35 @@
 //! With μ = 0 there is no buffer and `p -= lr·g'`.
 use super::{window, Optimizer, StepHyper};
 
+/// SGD's update rule: its hyper-parameters, no state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdRule {
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+impl SgdRule {
+    /// One step over a slice; `buf` is the momentum buffer (`None` when momentum is 0).
+    pub fn apply(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        buf: Option<&mut [f32]>,
+        decay: bool,
+        hp: &StepHyper,
+    ) {
+        let (lr, mu, wd) = (hp.lr, self.momentum, self.weight_decay);
+        if decay && wd != 0.0 {
+            step::<true>(p, g, buf, lr, mu, wd);
+        } else {
+            step::<false>(p, g, buf, lr, mu, wd);
+        }
+    }
+}
+
 /// SGD with optional momentum and coupled (L2) weight decay.
 pub struct Sgd {
-    momentum: f32,
-    weight_decay: f32,
+    rule: SgdRule,
     /// Momentum buffer, shard-long; empty when `momentum == 0`.
     buf: Vec<f32>,
     shard_len: usize,
@@ -21,8 +46,10 @@ impl Sgd {
             Vec::new()
         };
         Sgd {
-            momentum,
-            weight_decay,
+            rule: SgdRule {
+                momentum,
+                weight_decay,
+            },
             buf,
             shard_len,
         }
@@ -74,12 +101,7 @@ impl Optimizer for Sgd {
         } else {
             Some(window(&mut self.buf, offset, n))
         };
-        let (lr, mu, wd) = (hp.lr, self.momentum, self.weight_decay);
-        if decay && wd != 0.0 {
-            step::<true>(params, grads, buf, lr, mu, wd);
-        } else {
-            step::<false>(params, grads, buf, lr, mu, wd);
-        }
+        self.rule.apply(params, grads, buf, decay, hp);
     }
 
     fn state_names(&self) -> &'static [&'static str] {

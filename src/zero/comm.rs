@@ -1,7 +1,7 @@
 //! Collectives on `Store`s, timed and counted: every element this rank contributes is
 //! added to the step's volume, time in flight to `comm_ms` and time spent waiting to
 //! `exposed_ms`.
-use super::Store;
+use crate::device::Store;
 use crate::dist::{Group, Pending, ReduceOp, ScalarOp};
 use crate::metrics::{CommCounter, CommKind};
 use half::{bf16, f16};

@@ -15,10 +15,11 @@
 //! parameters directly, anything else through a working buffer from a pool (gathered
 //! and/or converted, released after use), so transient memory stays bounded by units.
 use super::comm::{self, CommStats, InFlight};
-use super::{buckets, optimizer_states, Layout, StagePlan, Store};
+use super::{buckets, optimizer_states, Layout, StagePlan};
 use crate::config::{Config, DType};
 use crate::data::Batch;
 use crate::device::Backend;
+use crate::device::Store;
 use crate::dist::Group;
 use crate::metrics::MemCounter;
 use crate::model::{Model, UnitSpec};

@@ -4,8 +4,8 @@
 use super::comm;
 use super::engine::{Engine, Home};
 use super::params::{host_view, host_view_mut};
-use super::Store;
 use crate::device::Backend;
+use crate::device::Store;
 use crate::metrics::Transient;
 use std::ops::Range;
 

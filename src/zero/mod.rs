@@ -2,11 +2,9 @@
 //! memory and communication accounting. It drives any `model::Model` on any backend.
 mod layout;
 mod plan;
-mod store;
 
 pub use layout::{Layout, UnitLayout, ALIGN};
 pub use plan::{buckets, optimizer_states, MemPlan, StagePlan};
-pub use store::Store;
 mod comm;
 mod engine;
 mod grads;

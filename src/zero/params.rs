@@ -3,8 +3,8 @@
 //! publishing updated parameters after the optimizer step.
 use super::comm;
 use super::engine::{Engine, Home};
-use super::Store;
 use crate::device::Backend;
+use crate::device::Store;
 use crate::metrics::Transient;
 
 impl<B: Backend> Engine<'_, B> {

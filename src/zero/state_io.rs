@@ -6,8 +6,8 @@
 use super::engine::{Engine, Home};
 use super::params::host_view;
 use super::update::master_view_mut;
-use super::Store;
 use crate::device::Backend;
+use crate::device::Store;
 use crate::optim::LossScaler;
 use std::ops::Range;
 

@@ -3,8 +3,8 @@
 //! where the tensor asks for it).
 use super::engine::{Engine, Home};
 use super::params::host_view_mut;
-use super::Store;
 use crate::device::Backend;
+use crate::device::Store;
 use crate::optim::StepHyper;
 
 impl<B: Backend> Engine<'_, B> {

@@ -1,5 +1,11 @@
 //! The CPU backend: host vectors as buffers, kernels run at once on the calling thread,
 //! matrix products through OpenBLAS with a configurable thread count.
+//!
+//! The same kernels also make the simulated device (`Cpu::sim`, `system.device = "sim"`),
+//! a test instrument and debugging aid: its memory is treated as device memory the host
+//! may not read (no host views, `host_resident` false), so the engine must reach it
+//! through explicit, counted copies or hand it to a device-aware transport, exactly as
+//! on a GPU. It runs the engine's GPU data path in CI, where there is no GPU.
 mod blas;
 mod elementwise;
 mod embed;
@@ -7,7 +13,9 @@ mod norm;
 mod simd;
 mod softmax;
 
-use super::{Backend, Gemm};
+use super::{Backend, Gemm, Store, TransferCounter, Transfers};
+use crate::config::DType;
+use crate::optim::{StepHyper, UpdateRule};
 
 /// A host buffer of f32.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,10 +25,17 @@ pub struct CpuBuf(Vec<f32>);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CpuIds(Vec<u32>);
 
-/// The CPU backend.
+/// A host buffer of one dtype (model states, communication buffers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuMem(Store);
+
+/// The CPU backend (or, with `sim`, the simulated device).
 #[derive(Debug)]
 pub struct Cpu {
     threads: usize,
+    /// The simulated device: no host views, memory not host-resident.
+    sim: bool,
+    transfers: TransferCounter,
 }
 
 impl Cpu {
@@ -29,7 +44,18 @@ impl Cpu {
     pub fn new(threads: usize) -> Cpu {
         let threads = threads.max(1);
         blas::set_threads(threads);
-        Cpu { threads }
+        Cpu {
+            threads,
+            sim: false,
+            transfers: TransferCounter::default(),
+        }
+    }
+    /// The simulated device on the CPU kernels (see the module documentation).
+    pub fn sim(threads: usize) -> Cpu {
+        Cpu {
+            sim: true,
+            ..Cpu::new(threads)
+        }
     }
     /// Threads used by matrix products.
     pub fn threads(&self) -> usize {
@@ -61,9 +87,20 @@ fn zeroed<T: Clone + Default>(len: usize, what: &str) -> anyhow::Result<Vec<T>> 
 impl Backend for Cpu {
     type Buf = CpuBuf;
     type Ids = CpuIds;
+    type Mem = CpuMem;
 
     fn name(&self) -> &'static str {
-        "cpu"
+        if self.sim {
+            "sim"
+        } else {
+            "cpu"
+        }
+    }
+    fn host_resident(&self) -> bool {
+        !self.sim
+    }
+    fn transfers(&self) -> Transfers {
+        self.transfers.get()
     }
     fn alloc(&self, len: usize) -> anyhow::Result<CpuBuf> {
         Ok(CpuBuf(zeroed(len, "f32")?))
@@ -72,24 +109,103 @@ impl Backend for Cpu {
         buf.0.len()
     }
     fn upload_at(&self, dst: &mut CpuBuf, offset: usize, src: &[f32]) {
+        self.transfers.h2d(std::mem::size_of_val(src));
         dst.0[offset..offset + src.len()].copy_from_slice(src);
     }
     fn download_at(&self, src: &CpuBuf, offset: usize, dst: &mut [f32]) {
+        self.transfers.d2h(std::mem::size_of_val(dst));
         dst.copy_from_slice(&src.0[offset..offset + dst.len()]);
     }
     fn host<'a>(&self, buf: &'a CpuBuf) -> Option<&'a [f32]> {
-        Some(&buf.0)
+        (!self.sim).then_some(&buf.0[..])
     }
     fn host_mut<'a>(&self, buf: &'a mut CpuBuf) -> Option<&'a mut [f32]> {
-        Some(&mut buf.0)
+        (!self.sim).then_some(&mut buf.0[..])
     }
     fn sync(&self) -> anyhow::Result<()> {
         Ok(())
     }
+
+    fn alloc_mem(&self, dtype: DType, len: usize) -> anyhow::Result<CpuMem> {
+        let mut s = Store::zeros(dtype, 0);
+        s.try_reserve(len)
+            .map_err(|e| anyhow::anyhow!("cannot allocate {len} {dtype:?} on the host: {e}"))?;
+        s.set_len(len);
+        Ok(CpuMem(s))
+    }
+    fn mem_len(&self, m: &CpuMem) -> usize {
+        m.0.len()
+    }
+    fn mem_dtype(&self, m: &CpuMem) -> DType {
+        m.0.dtype()
+    }
+    fn mem_copy(&self, dst: &mut CpuMem, doff: usize, src: &CpuMem, soff: usize, len: usize) {
+        dst.0.copy_from(doff, &src.0, soff..soff + len);
+    }
+    fn mem_add(&self, dst: &mut CpuMem, doff: usize, src: &CpuMem, soff: usize, len: usize) {
+        dst.0.add_from(doff, &src.0, soff..soff + len);
+    }
+    fn mem_to_f32(&self, dst: &mut CpuBuf, doff: usize, src: &CpuMem, soff: usize, len: usize) {
+        src.0
+            .read_f32(soff..soff + len, &mut dst.0[doff..doff + len]);
+    }
+    fn mem_from_f32(&self, dst: &mut CpuMem, doff: usize, src: &CpuBuf, soff: usize, len: usize) {
+        dst.0.write_f32(doff, &src.0[soff..soff + len]);
+    }
+    fn mem_add_f32(&self, dst: &mut CpuMem, doff: usize, src: &CpuBuf, soff: usize, len: usize) {
+        dst.0.add_f32(doff, &src.0[soff..soff + len]);
+    }
+    fn mem_fill(&self, m: &mut CpuMem, off: usize, len: usize, v: f32) {
+        m.0.fill(off..off + len, v);
+    }
+    fn download_mem(&self, src: &CpuMem, soff: usize, dst: &mut Store, doff: usize, len: usize) {
+        self.transfers.d2h(len * src.0.dtype().bytes());
+        dst.copy_from(doff, &src.0, soff..soff + len);
+    }
+    fn upload_mem(&self, dst: &mut CpuMem, doff: usize, src: &Store, soff: usize, len: usize) {
+        self.transfers.h2d(len * src.dtype().bytes());
+        dst.0.copy_from(doff, src, soff..soff + len);
+    }
+    fn mem_ptr(&self, m: &mut CpuMem) -> *mut u8 {
+        m.0.as_mut_ptr()
+    }
+    fn buf_ptr(&self, b: &mut CpuBuf) -> *mut f32 {
+        b.0.as_mut_ptr()
+    }
+
+    fn sum_squares(&self, x: &CpuBuf, off: usize, len: usize) -> anyhow::Result<f64> {
+        self.transfers.d2h(std::mem::size_of::<f64>());
+        Ok(crate::optim::sum_squares(&x.0[off..off + len]))
+    }
+    fn optimizer_update(
+        &self,
+        rule: &UpdateRule,
+        hp: &StepHyper,
+        decay: bool,
+        params: &mut CpuBuf,
+        poff: usize,
+        grads: &CpuBuf,
+        goff: usize,
+        states: &mut [CpuBuf],
+        soff: usize,
+        len: usize,
+    ) {
+        let p = &mut params.0[poff..poff + len];
+        let g = &grads.0[goff..goff + len];
+        let s = soff..soff + len;
+        match states {
+            [] => rule.apply(p, g, &mut [], decay, hp),
+            [a] => rule.apply(p, g, &mut [&mut a.0[s]], decay, hp),
+            [a, b] => rule.apply(p, g, &mut [&mut a.0[s.clone()], &mut b.0[s]], decay, hp),
+            _ => panic!("internal error: {} optimizer state buffers", states.len()),
+        }
+    }
+
     fn alloc_ids(&self, len: usize) -> anyhow::Result<CpuIds> {
         Ok(CpuIds(zeroed(len, "ids")?))
     }
     fn upload_ids(&self, dst: &mut CpuIds, src: &[u32]) {
+        self.transfers.h2d(std::mem::size_of_val(src));
         dst.0[..src.len()].copy_from_slice(src);
     }
 

@@ -1,5 +1,6 @@
-//! Host storage in the run's dtype: parameters, gradients and communication buffers are
-//! kept in fp32, bf16 or fp16 and converted to f32 only where a kernel computes.
+//! Typed host storage: a flat vector of f32, bf16 or fp16. The CPU backend keeps model
+//! states in it, and device transports stage through it; values are converted to f32
+//! only where a kernel computes.
 use crate::config::DType;
 use half::{bf16, f16};
 use std::ops::Range;
@@ -17,9 +18,9 @@ pub enum Store {
 macro_rules! with_store {
     ($store:expr, $v:ident => $body:expr) => {
         match $store {
-            $crate::zero::Store::F32($v) => $body,
-            $crate::zero::Store::Bf16($v) => $body,
-            $crate::zero::Store::F16($v) => $body,
+            $crate::device::Store::F32($v) => $body,
+            $crate::device::Store::Bf16($v) => $body,
+            $crate::device::Store::F16($v) => $body,
         }
     };
 }
@@ -129,6 +130,22 @@ impl Store {
             Store::Bf16(v) => v.resize(len, bf16::ZERO),
             Store::F16(v) => v.resize(len, f16::ZERO),
         }
+    }
+    /// `self[range] = v`, rounded to the dtype.
+    pub fn fill(&mut self, range: Range<usize>, v: f32) {
+        match self {
+            Store::F32(x) => x[range].fill(v),
+            Store::Bf16(x) => x[range].fill(bf16::from_f32(v)),
+            Store::F16(x) => x[range].fill(f16::from_f32(v)),
+        }
+    }
+    /// Reserves room for `extra` more elements, or says why the host cannot.
+    pub fn try_reserve(&mut self, extra: usize) -> Result<(), std::collections::TryReserveError> {
+        with_store!(self, v => v.try_reserve_exact(extra))
+    }
+    /// The first byte of the elements, for handing to a communication library.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        with_store!(self, v => v.as_mut_ptr() as *mut u8)
     }
     pub fn fill_zero(&mut self) {
         match self {
