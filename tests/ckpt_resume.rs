@@ -142,6 +142,16 @@ fn exact_resume_fp16_with_a_skipped_step() {
     );
 }
 
+/// Exact resume on the simulated device, over both transports: the checkpoint's pieces
+/// are downloaded from device memory at save and uploaded at load.
+#[test]
+fn exact_resume_on_the_simulated_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = "system.device=\"sim\"";
+    check(3, "bf16", &[sim, "system.cuda_aware=\"off\""], tmp.path());
+    check(1, "fp32", &[sim, "system.cuda_aware=\"on\""], tmp.path());
+}
+
 fn loss_scales(path: &Path) -> Vec<f64> {
     std::fs::read_to_string(path)
         .unwrap()

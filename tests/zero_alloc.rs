@@ -2,7 +2,9 @@
 //! accumulation and clipping) performs no heap allocation on the training thread: all its
 //! buffers come from pools filled during the first steps. A counting global allocator
 //! counts this thread's allocations; MPI runs as a singleton (world size 1), which
-//! exercises the same code paths (buckets, non-blocking collectives, gathers).
+//! exercises the same code paths (buckets, non-blocking collectives, gathers). Both on the
+//! CPU and on the simulated device, where MPI is not CUDA-aware here, so collectives go
+//! through the staged transport's host buffers.
 use std::sync::Arc;
 use zerotrain::config::Config;
 use zerotrain::data::Batch;
@@ -28,7 +30,10 @@ fn batches(n: usize) -> Vec<Batch> {
 #[test]
 fn steady_state_engine_steps_do_not_allocate() {
     let dist = Dist::init("off").unwrap();
-    for stage in 0..=3 {
+    for (device, stage) in [false, true]
+        .into_iter()
+        .flat_map(|sim| (0..=3).map(move |s| (sim, s)))
+    {
         for dtype in ["fp32", "bf16"] {
             let sets = [
                 format!("zero.stage={stage}"),
@@ -39,7 +44,7 @@ fn steady_state_engine_steps_do_not_allocate() {
                 "zero.bucket_mb=0.05".into(),
             ];
             let cfg = Config::load(None, &sets).unwrap();
-            let backend = Arc::new(Cpu::new(1));
+            let backend = Arc::new(if device { Cpu::sim(1) } else { Cpu::new(1) });
             let model = build_model(&cfg.model, 2, backend.clone()).unwrap();
             let mut engine = Engine::new(dist.world(), dist.world(), backend, model, &cfg).unwrap();
             let mut data = batches(12);
@@ -54,7 +59,7 @@ fn steady_state_engine_steps_do_not_allocate() {
             let n = allocs() - before;
             assert_eq!(
                 n, 0,
-                "stage {stage} {dtype}: {n} allocations in two steady-state steps"
+                "sim {device} stage {stage} {dtype}: {n} allocations in two steady-state steps"
             );
         }
     }

@@ -124,6 +124,27 @@ fn fp16_overflow_on_one_rank_skips_the_step_everywhere() {
             "stage {stage}: the step after the overflow must update"
         );
         assert!(recs[4]["loss"].as_f64().expect("loss").is_finite());
+        // On the simulated device, over both transports, the same skip and the same
+        // arithmetic bit for bit (the infinity is written into device memory).
+        for aware in ["on", "off"] {
+            let aware = format!("system.cuda_aware=\"{aware}\"");
+            let sim = overflow_run(
+                5,
+                &[
+                    "log.every=1",
+                    "train.eval_every=1",
+                    &st,
+                    "system.device=\"sim\"",
+                    &aware,
+                ],
+            );
+            for key in ["loss", "grad_norm", "val_loss", "loss_scale", "skipped"] {
+                let pick = |rs: &[serde_json::Value]| {
+                    rs.iter().map(|r| r[key].clone()).collect::<Vec<_>>()
+                };
+                assert_eq!(pick(&sim), pick(&recs), "stage {stage} sim {aware}: {key}");
+            }
+        }
     }
 }
 

@@ -86,12 +86,16 @@ fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
 pub(crate) fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<Engine<'d, Cpu>> {
     let backend = Arc::new(cpu_backend(dist, cfg)?);
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
-    Engine::new(dist.world(), dist.world(), backend, model, cfg)
+    let engine = Engine::new(dist.world(), dist.world(), backend, model, cfg)?;
+    if dist.is_root() {
+        log::info!("{}", engine.collectives_summary());
+    }
+    Ok(engine)
 }
 
-/// The compute backend `system.device` asks for. The engine drives the CPU backend; the
-/// CUDA backend exists (src/device/cuda) but the engine's collectives still need host
-/// views of its buffers, so a CUDA choice is refused with that reason.
+/// The compute backend `system.device` asks for: the CPU, or the simulated device on the
+/// CPU kernels. The CUDA backend exists (src/device/cuda) but is not wired into training
+/// yet, so a CUDA choice is refused with that reason.
 fn cpu_backend(dist: &Dist, cfg: &Config) -> anyhow::Result<Cpu> {
     let (choice, why) =
         crate::device::select::select(&cfg.system.device, dist.local_rank(), dist.local_size())?;
@@ -100,6 +104,7 @@ fn cpu_backend(dist: &Dist, cfg: &Config) -> anyhow::Result<Cpu> {
     }
     match choice {
         crate::device::select::DeviceChoice::Cpu => Ok(Cpu::new(cfg.system.threads)),
+        crate::device::select::DeviceChoice::Sim => Ok(Cpu::sim(cfg.system.threads)),
         _ => anyhow::bail!(
             "system.device = {:?}: training on the CUDA backend is not wired into the ZeRO engine yet; use \"cpu\"",
             cfg.system.device
@@ -290,6 +295,10 @@ fn record<B: crate::device::Backend>(
             .all_reduce_f64s(times.to_array(), ScalarOp::Max),
     );
     let rate = per_step as f64 / (step_ms / 1e3);
+    let [h2d, d2h] = dist.world().all_reduce_f64s(
+        [out.transfers.h2d as f64, out.transfers.d2h as f64],
+        ScalarOp::Max,
+    );
     StepRecord {
         step: step as u64 + 1,
         loss: out.loss,
@@ -305,6 +314,8 @@ fn record<B: crate::device::Backend>(
         mem_ranks,
         comm: out.comm.counter,
         skipped: out.skipped,
+        h2d_bytes: h2d as u64,
+        d2h_bytes: d2h as u64,
     }
 }
 

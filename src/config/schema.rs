@@ -395,12 +395,12 @@ impl Config {
                 ),
             ));
         }
-        if !matches!(self.system.device.as_str(), "cpu" | "cuda" | "auto") {
+        if !matches!(self.system.device.as_str(), "cpu" | "cuda" | "auto" | "sim") {
             return Err(invalid(
                 file,
                 "system.device",
                 format!(
-                    "must be \"cpu\", \"cuda\" or \"auto\", got {:?}",
+                    "must be \"cpu\", \"cuda\", \"auto\" or \"sim\", got {:?}",
                     self.system.device
                 ),
             ));

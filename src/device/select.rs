@@ -1,4 +1,5 @@
-//! Choosing the backend from `system.device`: "cpu", "cuda" or "auto".
+//! Choosing the backend from `system.device`: "cpu", "cuda", "auto" or "sim" (the
+//! simulated device, a test instrument: see `device/cpu/mod.rs`).
 //!
 //! "auto" takes CUDA when this build has the `cuda` feature, the CUDA libraries load and
 //! a device exists, else the CPU, and says which and why. "cuda" where CUDA cannot run is
@@ -12,12 +13,16 @@ pub enum DeviceChoice {
     Cpu,
     /// The CUDA backend on device `ordinal`.
     Cuda { ordinal: usize },
+    /// The simulated device: CPU kernels over memory the engine treats as device memory.
+    Sim,
 }
 
 /// Why `system.device` cannot be honoured.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SelectError {
-    #[error("system.device: unknown device {0:?} (expected \"cpu\", \"cuda\" or \"auto\")")]
+    #[error(
+        "system.device: unknown device {0:?} (expected \"cpu\", \"cuda\", \"auto\" or \"sim\")"
+    )]
     Unknown(String),
     #[error("system.device = \"cuda\" but CUDA cannot be used: {0}")]
     CudaUnavailable(String),
@@ -71,6 +76,10 @@ pub fn select_with(
     };
     match device {
         "cpu" => Ok((DeviceChoice::Cpu, "CPU (system.device = \"cpu\")".into())),
+        "sim" => Ok((
+            DeviceChoice::Sim,
+            "the simulated device on the CPU kernels (system.device = \"sim\")".into(),
+        )),
         "cuda" => cuda.map(on_gpu).map_err(SelectError::CudaUnavailable),
         "auto" => Ok(match cuda {
             Ok(count) => on_gpu(count),

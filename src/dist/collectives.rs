@@ -61,7 +61,7 @@ impl Group {
         })
     }
 
-    fn length_error(&self, op: &'static str, detail: String) -> DistError {
+    pub(super) fn length_error(&self, op: &'static str, detail: String) -> DistError {
         DistError::Length {
             op,
             rank: self.world_rank,

@@ -41,6 +41,15 @@ impl DType {
         }
     }
 
+    /// The MPI datatype elements of this type travel as (half types as 16-bit containers).
+    pub(crate) fn mpi_datatype(self) -> ffi::MPI_Datatype {
+        match self {
+            DType::F32 => f32::mpi_datatype(),
+            DType::BF16 => bf16::mpi_datatype(),
+            DType::F16 => f16::mpi_datatype(),
+        }
+    }
+
     /// Unit roundoff of one rounding to this type: 2^-24 (f32), 2^-8 (bf16: 8 significant
     /// bits), 2^-11 (f16: 11 significant bits).
     pub fn unit_roundoff(self) -> f64 {

@@ -17,6 +17,7 @@ mod group;
 mod init;
 mod logging;
 mod nonblocking;
+mod raw;
 pub mod selftest;
 mod staging;
 
@@ -28,6 +29,7 @@ pub use group::Group;
 pub use init::in_place_sentinel;
 pub use logging::init_logging;
 pub use nonblocking::{Pending, Request};
+pub use raw::RawCollective;
 pub use staging::DeviceBuf;
 
 /// One per process: the MPI session, this rank's place in the job, and its process

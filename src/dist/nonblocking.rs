@@ -19,7 +19,7 @@ pub struct Request {
 }
 
 impl Request {
-    fn new(raw: ffi::MPI_Request, done: bool) -> Request {
+    pub(super) fn new(raw: ffi::MPI_Request, done: bool) -> Request {
         Request {
             raw,
             done,

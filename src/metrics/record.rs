@@ -40,6 +40,12 @@ pub struct StepRecord {
     pub comm: CommCounter,
     /// The step was skipped (fp16 overflow on some rank).
     pub skipped: bool,
+    /// Bytes copied host -> device and device -> host this step (maximum over ranks):
+    /// the batch and the logged scalars, plus the collectives' volume when staged.
+    #[serde(default)]
+    pub h2d_bytes: u64,
+    #[serde(default)]
+    pub d2h_bytes: u64,
 }
 
 fn null_as_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {

@@ -1,10 +1,11 @@
-//! Collectives on `Store`s, timed and counted: every element this rank contributes is
+//! Collectives on backend memory, timed and counted, over one of two transports (MPI on
+//! the memory itself, or staged through host buffers): every element this rank contributes is
 //! added to the step's volume, time in flight to `comm_ms` and time spent waiting to
 //! `exposed_ms`.
-use crate::device::Store;
-use crate::dist::{Group, Pending, ReduceOp, ScalarOp};
+use crate::config::DType;
+use crate::device::{Backend, Store};
+use crate::dist::{DType as WireType, Group, RawCollective, Request, ScalarOp};
 use crate::metrics::{CommCounter, CommKind};
-use half::{bf16, f16};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -88,149 +89,344 @@ impl CommStats {
     }
 }
 
-enum Typed {
-    F32(Pending<f32>),
-    Bf16(Pending<bf16>),
-    F16(Pending<f16>),
+/// How the backend's memory reaches MPI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// MPI reads and writes the backend's memory itself: host memory (the CPU backend),
+    /// or device memory with CUDA-aware MPI.
+    Direct,
+    /// Through host buffers: copy out, collective on the host copy, copy back (every
+    /// copy counted in the backend's transfers).
+    Staged,
 }
 
-/// A non-blocking collective on owned `Store`s.
-pub struct InFlight {
-    op: Typed,
+impl Transport {
+    /// The transport for `backend` over `group`, and why (for the start-up summary).
+    pub fn choose<B: Backend>(backend: &B, group: &Group) -> (Transport, String) {
+        let (t, why) = if !group.has_in_place() {
+            (Transport::Staged, "this MPI's MPI_IN_PLACE is unknown")
+        } else if backend.host_resident() {
+            (Transport::Direct, "host memory")
+        } else if group.cuda_aware() {
+            (Transport::Direct, "device memory, CUDA-aware MPI")
+        } else {
+            (Transport::Staged, "device memory, MPI not CUDA-aware")
+        };
+        let name = match t {
+            Transport::Direct => "direct",
+            Transport::Staged => "staged through host buffers",
+        };
+        (t, format!("{name} ({why})"))
+    }
+}
+
+/// The dtype tag `dist` uses for a run dtype.
+fn wire(d: DType) -> WireType {
+    match d {
+        DType::Fp32 => WireType::F32,
+        DType::Bf16 => WireType::BF16,
+        DType::Fp16 => WireType::F16,
+    }
+}
+
+/// Host buffers for the staged transport, kept between steps so a steady step does not
+/// allocate.
+#[derive(Debug, Default)]
+pub struct StagingPool {
+    free: Vec<Store>,
+}
+
+impl StagingPool {
+    /// A host buffer of `len` elements of `dtype` (contents unspecified).
+    fn take(&mut self, dtype: DType, len: usize) -> Store {
+        let mut s = match self.free.iter().position(|s| s.dtype() == dtype) {
+            Some(i) => self.free.swap_remove(i),
+            None => Store::zeros(dtype, 0),
+        };
+        s.set_len(len);
+        s
+    }
+    fn give(&mut self, s: Store) {
+        self.free.push(s);
+    }
+}
+
+/// The (send, receive) pair of a non-blocking collective, each in backend memory.
+pub struct MemPair<B: Backend> {
+    pub send: B::Mem,
+    pub recv: B::Mem,
+}
+
+/// A non-blocking collective on backend memory, owning its buffers until it completes.
+pub struct InFlight<B: Backend> {
+    what: RawCollective,
+    count: usize,
+    bufs: MemPair<B>,
+    /// Staged: the host copies MPI works on (send, receive).
+    host: Option<(Store, Store)>,
+    req: Request,
     started: Instant,
     done: Option<Instant>,
 }
 
-impl InFlight {
-    fn new(op: Typed) -> InFlight {
-        InFlight {
-            op,
-            started: Instant::now(),
-            done: None,
-        }
+/// Elements of send and receive a collective of `count` touches over `size` ranks. The
+/// in-place all-reduce works on `send` alone (its result stays there).
+fn extents(what: RawCollective, count: usize, size: usize) -> (usize, usize) {
+    match what {
+        RawCollective::AllReduceInPlace => (count, 0),
+        RawCollective::ReduceScatter => (count * size, count),
+        RawCollective::AllGather => (count, count * size),
+        RawCollective::AllGatherInPlace => unreachable!("in-place all-gathers are blocking"),
     }
+}
+
+/// The (send, receive) addresses MPI gets: the in-place all-reduce reduces `send`.
+fn addresses(what: RawCollective, send: *mut u8, recv: *mut u8) -> (*const u8, *mut u8) {
+    match what {
+        RawCollective::AllReduceInPlace => (std::ptr::null(), send),
+        _ => (send, recv),
+    }
+}
+
+/// Starts `what` over `bufs` (see [`RawCollective`] for what `count` counts; the in-place
+/// all-reduce reduces `bufs.send`).
+pub fn start<B: Backend>(
+    backend: &B,
+    group: &Group,
+    transport: Transport,
+    staging: &mut StagingPool,
+    what: RawCollective,
+    mut bufs: MemPair<B>,
+    count: usize,
+) -> anyhow::Result<InFlight<B>> {
+    let dtype = backend.mem_dtype(&bufs.send);
+    let (ns, nr) = extents(what, count, group.size());
+    let (req, host) = match transport {
+        Transport::Direct => {
+            backend.sync()?; // the producer kernels must be done before MPI reads
+            let (send, recv) = addresses(
+                what,
+                backend.mem_ptr(&mut bufs.send),
+                backend.mem_ptr(&mut bufs.recv),
+            );
+            // SAFETY: both buffers hold at least `extents` elements (the engine sizes them
+            // for the largest collective) and move into the InFlight, which keeps them
+            // until the request completes.
+            let req = unsafe { group.start_raw(what, wire(dtype), send, recv, count)? };
+            (req, None)
+        }
+        Transport::Staged => {
+            let mut hs = staging.take(dtype, ns);
+            let mut hr = staging.take(dtype, nr);
+            backend.download_mem(&bufs.send, 0, &mut hs, 0, ns);
+            let (send, recv) = addresses(what, hs.as_mut_ptr(), hr.as_mut_ptr());
+            // SAFETY: the host copies have the sizes `what` needs and move into the
+            // InFlight (moving a Vec does not move its elements).
+            let req = unsafe { group.start_raw(what, wire(dtype), send, recv, count)? };
+            (req, Some((hs, hr)))
+        }
+    };
+    Ok(InFlight {
+        what,
+        count,
+        bufs,
+        host,
+        req,
+        started: Instant::now(),
+        done: None,
+    })
+}
+
+impl<B: Backend> InFlight<B> {
     /// Drives MPI progress; true once complete.
     pub fn test(&mut self) -> bool {
-        if self.done.is_some() {
-            return true;
-        }
-        let finished = match &mut self.op {
-            Typed::F32(p) => p.test(),
-            Typed::Bf16(p) => p.test(),
-            Typed::F16(p) => p.test(),
-        };
-        if finished {
+        if self.done.is_none() && self.req.test() {
             self.done = Some(Instant::now());
         }
-        finished
+        self.done.is_some()
     }
-    /// Waits; returns (result, the other buffer) and adds to the step's times.
-    pub fn wait(self, stats: &mut CommStats) -> anyhow::Result<(Store, Store)> {
+
+    /// Waits, copies a staged result back into the receive buffer, and returns the
+    /// buffers; adds to the step's times.
+    pub fn wait(
+        self,
+        backend: &B,
+        group: &Group,
+        staging: &mut StagingPool,
+        stats: &mut CommStats,
+    ) -> anyhow::Result<MemPair<B>> {
         let waited = Instant::now();
-        let (a, b) = match self.op {
-            Typed::F32(p) => {
-                let (a, b) = p.wait();
-                (Store::F32(a), Store::F32(b))
+        let InFlight {
+            what,
+            count,
+            mut bufs,
+            host,
+            req,
+            started,
+            done,
+        } = self;
+        req.wait();
+        if let Some((hs, hr)) = host {
+            match extents(what, count, group.size()) {
+                (ns, 0) => backend.upload_mem(&mut bufs.send, 0, &hs, 0, ns),
+                (_, nr) => backend.upload_mem(&mut bufs.recv, 0, &hr, 0, nr),
             }
-            Typed::Bf16(p) => {
-                let (a, b) = p.wait();
-                (Store::Bf16(a), Store::Bf16(b))
-            }
-            Typed::F16(p) => {
-                let (a, b) = p.wait();
-                (Store::F16(a), Store::F16(b))
-            }
-        };
+            staging.give(hs);
+            staging.give(hr);
+        }
         let now = Instant::now();
-        let done = self.done.unwrap_or(now);
-        stats.intervals.push((self.started, done));
-        if self.done.is_none() {
+        stats.intervals.push((started, done.unwrap_or(now)));
+        if done.is_none() {
             stats.exposed_ms += (now - waited).as_secs_f64() * 1e3;
         }
-        Ok((a, b))
+        Ok(bufs)
     }
 }
 
-fn dtype_mismatch() -> anyhow::Error {
-    anyhow::anyhow!("internal error: collective buffers of different dtypes")
-}
-
-/// Starts a sum all-reduce of `buf`.
-pub fn iall_reduce(group: &Group, buf: Store, stats: &mut CommStats) -> anyhow::Result<InFlight> {
-    stats.add_allreduce(buf.len());
-    let op = match buf {
-        Store::F32(v) => Typed::F32(group.iall_reduce(v, ReduceOp::Sum)?),
-        Store::Bf16(v) => Typed::Bf16(group.iall_reduce(v, ReduceOp::Sum)?),
-        Store::F16(v) => Typed::F16(group.iall_reduce(v, ReduceOp::Sum)?),
-    };
-    Ok(InFlight::new(op))
-}
-
-/// Starts a sum reduce-scatter of `send` (one equal block per rank of the group) into `recv`.
-pub fn ireduce_scatter(
-    group: &Group,
-    send: Store,
-    recv: Store,
+/// Starts a sum all-reduce of `bufs.send[..count]`, in place (`bufs.recv` is not used).
+pub fn iall_reduce<B: Backend>(
+    backend: &B,
+    link: &Link,
+    staging: &mut StagingPool,
+    bufs: MemPair<B>,
+    count: usize,
     stats: &mut CommStats,
-) -> anyhow::Result<InFlight> {
-    stats.add_reduce_scatter(send.len());
-    let op = match (send, recv) {
-        (Store::F32(s), Store::F32(r)) => Typed::F32(group.ireduce_scatter(s, r, ReduceOp::Sum)?),
-        (Store::Bf16(s), Store::Bf16(r)) => {
-            Typed::Bf16(group.ireduce_scatter(s, r, ReduceOp::Sum)?)
+) -> anyhow::Result<InFlight<B>> {
+    stats.add_allreduce(count);
+    let what = RawCollective::AllReduceInPlace;
+    start(
+        backend,
+        link.group,
+        link.transport,
+        staging,
+        what,
+        bufs,
+        count,
+    )
+}
+
+/// Starts a sum reduce-scatter of `bufs.send[..count * size]` (one block per rank) into
+/// `bufs.recv[..count]`.
+pub fn ireduce_scatter<B: Backend>(
+    backend: &B,
+    link: &Link,
+    staging: &mut StagingPool,
+    bufs: MemPair<B>,
+    count: usize,
+    stats: &mut CommStats,
+) -> anyhow::Result<InFlight<B>> {
+    stats.add_reduce_scatter(count * link.group.size());
+    let what = RawCollective::ReduceScatter;
+    start(
+        backend,
+        link.group,
+        link.transport,
+        staging,
+        what,
+        bufs,
+        count,
+    )
+}
+
+/// Starts an all-gather of `bufs.send[..count]` into `bufs.recv[..count * size]`.
+pub fn iall_gather<B: Backend>(
+    backend: &B,
+    link: &Link,
+    staging: &mut StagingPool,
+    bufs: MemPair<B>,
+    count: usize,
+    stats: &mut CommStats,
+) -> anyhow::Result<InFlight<B>> {
+    stats.add_allgather(count * link.group.size());
+    let what = RawCollective::AllGather;
+    start(
+        backend,
+        link.group,
+        link.transport,
+        staging,
+        what,
+        bufs,
+        count,
+    )
+}
+
+/// A group with the transport its collectives use.
+#[derive(Clone, Copy)]
+pub struct Link<'d> {
+    pub group: &'d Group,
+    pub transport: Transport,
+}
+
+/// Backend memory an in-place all-gather fills: an f32 buffer or typed memory.
+pub enum Target<'a, B: Backend> {
+    F32(&'a mut B::Buf),
+    Mem(&'a mut B::Mem),
+}
+
+/// Blocking all-gather in place: `target[..count * size]` holds this rank's block at
+/// `rank * count` and receives every other rank's.
+pub fn all_gather_in_place<B: Backend>(
+    backend: &B,
+    link: &Link,
+    staging: &mut StagingPool,
+    target: Target<'_, B>,
+    count: usize,
+    stats: &mut CommStats,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let (group, n) = (link.group, count * link.group.size());
+    stats.add_allgather(n);
+    let what = RawCollective::AllGatherInPlace;
+    let mine = group.rank() * count;
+    match (link.transport, target) {
+        (Transport::Direct, target) => {
+            backend.sync()?;
+            let (dtype, ptr) = match target {
+                Target::F32(b) => (DType::Fp32, backend.buf_ptr(b) as *mut u8),
+                Target::Mem(m) => (backend.mem_dtype(m), backend.mem_ptr(m)),
+            };
+            // SAFETY: the target holds `count * size` elements (a padded unit).
+            unsafe { group.run_raw(what, wire(dtype), std::ptr::null(), ptr, count)? };
         }
-        (Store::F16(s), Store::F16(r)) => Typed::F16(group.ireduce_scatter(s, r, ReduceOp::Sum)?),
-        _ => return Err(dtype_mismatch()),
-    };
-    Ok(InFlight::new(op))
-}
-
-/// Starts an all-gather of `send` (this rank's block) into `recv` (a block per rank).
-pub fn iall_gather(
-    group: &Group,
-    send: Store,
-    recv: Store,
-    stats: &mut CommStats,
-) -> anyhow::Result<InFlight> {
-    stats.add_allgather(recv.len());
-    let op = match (send, recv) {
-        (Store::F32(s), Store::F32(r)) => Typed::F32(group.iall_gather(s, r)?),
-        (Store::Bf16(s), Store::Bf16(r)) => Typed::Bf16(group.iall_gather(s, r)?),
-        (Store::F16(s), Store::F16(r)) => Typed::F16(group.iall_gather(s, r)?),
-        _ => return Err(dtype_mismatch()),
-    };
-    Ok(InFlight::new(op))
-}
-
-/// Blocking all-gather of `send` into `recv`.
-pub fn all_gather(
-    group: &Group,
-    send: &Store,
-    recv: &mut Store,
-    stats: &mut CommStats,
-) -> anyhow::Result<()> {
-    let t = Instant::now();
-    stats.add_allgather(recv.len());
-    match (send, recv) {
-        (Store::F32(s), Store::F32(r)) => group.all_gather(s, r)?,
-        (Store::Bf16(s), Store::Bf16(r)) => group.all_gather(s, r)?,
-        (Store::F16(s), Store::F16(r)) => group.all_gather(s, r)?,
-        _ => return Err(dtype_mismatch()),
+        (Transport::Staged, Target::F32(b)) => {
+            let mut host = staging.take(DType::Fp32, n);
+            let Store::F32(h) = &mut host else {
+                anyhow::bail!("internal error: an f32 staging buffer of another dtype");
+            };
+            backend.download_at(b, mine, &mut h[mine..mine + count]);
+            // SAFETY: `h` holds `count * size` elements.
+            unsafe {
+                group.run_raw(
+                    what,
+                    wire(DType::Fp32),
+                    std::ptr::null(),
+                    host.as_mut_ptr(),
+                    count,
+                )?
+            };
+            if let Store::F32(h) = &host {
+                backend.upload_at(b, 0, h);
+            }
+            staging.give(host);
+        }
+        (Transport::Staged, Target::Mem(m)) => {
+            let mut host = staging.take(backend.mem_dtype(m), n);
+            backend.download_mem(m, mine, &mut host, mine, count);
+            let dtype = host.dtype();
+            // SAFETY: `host` holds `count * size` elements.
+            unsafe {
+                group.run_raw(
+                    what,
+                    wire(dtype),
+                    std::ptr::null(),
+                    host.as_mut_ptr(),
+                    count,
+                )?
+            };
+            backend.upload_mem(m, 0, &host, 0, n);
+            staging.give(host);
+        }
     }
-    stats.blocking(t);
-    Ok(())
-}
-
-/// Blocking all-gather of f32 data straight into a host slice (zero-copy on CPU).
-pub fn all_gather_f32(
-    group: &Group,
-    send: &[f32],
-    recv: &mut [f32],
-    stats: &mut CommStats,
-) -> anyhow::Result<()> {
-    let t = Instant::now();
-    stats.add_allgather(recv.len());
-    group.all_gather(send, recv)?;
     stats.blocking(t);
     Ok(())
 }

@@ -14,31 +14,28 @@
 //! over the optimizer domain. Compute always sees f32 device buffers: fp32 full
 //! parameters directly, anything else through a working buffer from a pool (gathered
 //! and/or converted, released after use), so transient memory stays bounded by units.
-use super::comm::{self, CommStats, InFlight};
+use super::comm::{self, CommStats, InFlight, Link, MemPair, StagingPool, Transport};
+use super::grads::grads_f32;
 use super::{buckets, optimizer_states, Layout, StagePlan};
 use crate::config::{Config, DType};
 use crate::data::Batch;
-use crate::device::Backend;
-use crate::device::Store;
+use crate::device::{Backend, Store, Transfers};
 use crate::dist::Group;
 use crate::metrics::MemCounter;
 use crate::model::{Model, UnitSpec};
-use crate::optim::{build_optimizer, clip_coef, LossScaler, Optimizer, StepHyper};
+use crate::optim::{clip_coef, LossScaler, StepHyper, UpdateRule};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Where one unit's parameters or gradients live.
+/// Where one unit's parameters or gradients live (always backend memory).
 pub(super) enum Home<B: Backend> {
-    /// A full f32 device buffer that kernels use directly.
-    Device(B::Buf),
-    /// Host storage in the run's dtype (full or this rank's shard).
-    Host(Store),
+    /// fp32: the full unit, which kernels use directly, or a stage-3 parameter shard.
+    F32(B::Buf),
+    /// Typed memory in the run's dtype (full or this rank's shard).
+    Typed(B::Mem),
 }
-
-/// One gradient bucket's buffers: (send, receive), sized once for the largest bucket.
-type BucketBufs = (Store, Store);
 
 /// What one optimizer step produced.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +49,9 @@ pub struct StepOutcome {
     pub compute_ms: f64,
     pub optimizer_ms: f64,
     pub comm: CommStats,
+    /// Bytes the step copied between host and device (batch, logged scalars, and the
+    /// staged transport's copies).
+    pub transfers: Transfers,
 }
 
 pub struct Engine<'d, B: Backend> {
@@ -59,6 +59,13 @@ pub struct Engine<'d, B: Backend> {
     pub(super) dp: &'d Group,
     /// The group states are sharded over (the layout's world); today always `dp`.
     pub(super) shard: &'d Group,
+    /// The two groups with the transport their collectives use.
+    pub(super) dp_link: Link<'d>,
+    pub(super) shard_link: Link<'d>,
+    /// Host buffers of the staged transport (unused when direct).
+    pub(super) staging: StagingPool,
+    /// The transport and why it was chosen, for the start-up summary.
+    transport_why: String,
     pub(super) backend: Arc<B>,
     pub(super) model: Box<dyn Model<B>>,
     pub(super) specs: Vec<UnitSpec>,
@@ -71,9 +78,12 @@ pub struct Engine<'d, B: Backend> {
     pub(super) prefetch: bool,
     pub(super) params: Vec<Home<B>>,
     pub(super) grads: Vec<Home<B>>,
-    /// fp32 master weights over each unit's optimizer domain (empty when params are fp32).
-    pub(super) master: Vec<Vec<f32>>,
-    pub(super) optimizer: Box<dyn Optimizer>,
+    /// fp32 master weights over each unit's optimizer domain (none when params are fp32).
+    pub(super) master: Vec<Option<B::Buf>>,
+    /// The optimizer's update rule and its state vectors (one per state name), each the
+    /// concatenation of this rank's domains of all units.
+    pub(super) rule: UpdateRule,
+    pub(super) states: Vec<B::Buf>,
     /// Offset of each unit's optimizer domain in the optimizer's flat state.
     pub(super) opt_offsets: Vec<usize>,
     pub(super) scaler: LossScaler,
@@ -83,15 +93,17 @@ pub struct Engine<'d, B: Backend> {
     pub(super) gwork: Vec<Option<B::Buf>>,
     pub(super) gfree: Vec<B::Buf>,
     /// Stage 3: (send, receive) buffers for all-gathers, and the one in flight.
-    pub(super) gather_bufs: Vec<BucketBufs>,
-    pub(super) prefetched: Option<(usize, InFlight)>,
-    /// Host f32 scratch the size of the largest unit (conversions, norms).
-    pub(super) host_tmp: Vec<f32>,
+    pub(super) gather_bufs: Vec<MemPair<B>>,
+    pub(super) prefetched: Option<(usize, InFlight<B>)>,
+    /// f32 scratch the size of the largest unit: typed gradients converted for the
+    /// optimizer and the norm.
+    pub(super) gtmp: B::Buf,
     pub(super) buckets: Vec<Vec<usize>>,
     pub(super) bucket_of: Vec<usize>,
     pub(super) bucket_ready: Vec<usize>,
-    pub(super) bucket_bufs: Vec<BucketBufs>,
-    pub(super) in_flight: VecDeque<(usize, InFlight)>,
+    /// Gradient buckets' (send, receive) buffers, sized once for the largest bucket.
+    pub(super) bucket_bufs: Vec<MemPair<B>>,
+    pub(super) in_flight: VecDeque<(usize, InFlight<B>)>,
     /// Transient buffers (gathered parameters, gradient buckets): bytes now and peaks.
     pub(super) transient: MemCounter,
     pub(super) stats: CommStats,
@@ -153,9 +165,22 @@ impl<'d, B: Backend> Engine<'d, B> {
             }
         }
         let n_units = specs.len();
+        let (transport, transport_why) = Transport::choose(backend.as_ref(), shard);
+        let rule = UpdateRule::from_config(&cfg.train);
         let mut engine = Engine {
             dp,
             shard,
+            dp_link: Link {
+                group: dp,
+                transport,
+            },
+            shard_link: Link {
+                group: shard,
+                transport,
+            },
+            staging: StagingPool::default(),
+            transport_why,
+            gtmp: backend.alloc(layout.max_padded())?,
             backend,
             model,
             specs,
@@ -168,15 +193,8 @@ impl<'d, B: Backend> Engine<'d, B> {
             params: Vec::with_capacity(n_units),
             grads: Vec::with_capacity(n_units),
             master: Vec::with_capacity(n_units),
-            // The optimizer's states cover this rank's domains of all units, concatenated.
-            optimizer: build_optimizer(
-                &cfg.train,
-                if plan.shards_optimizer() {
-                    layout.shard()
-                } else {
-                    layout.padded()
-                },
-            ),
+            rule,
+            states: Vec::new(),
             opt_offsets: Vec::with_capacity(n_units),
             scaler: LossScaler::disabled(),
             pwork: (0..n_units).map(|_| None).collect(),
@@ -185,7 +203,6 @@ impl<'d, B: Backend> Engine<'d, B> {
             gfree: Vec::new(),
             gather_bufs: Vec::new(),
             prefetched: None,
-            host_tmp: vec![0.0; layout.max_padded()],
             bucket_ready: vec![0; buckets.len()],
             buckets,
             bucket_of,
@@ -209,6 +226,20 @@ impl<'d, B: Backend> Engine<'d, B> {
         Ok(engine)
     }
 
+    /// For the start-up summary: which groups the engine uses, and how their collectives
+    /// reach the backend's memory.
+    pub fn collectives_summary(&self) -> String {
+        format!(
+            "collectives: data-parallel group {} ({} ranks), shard group {} ({} ranks) on {}: {}",
+            self.dp.name(),
+            self.dp.size(),
+            self.shard.name(),
+            self.shard.size(),
+            self.backend.name(),
+            self.transport_why
+        )
+    }
+
     /// The unit-local range of unit `u` the optimizer owns on this rank.
     pub fn domain(&self, u: usize) -> Range<usize> {
         let l = &self.layout.units[u];
@@ -219,43 +250,49 @@ impl<'d, B: Backend> Engine<'d, B> {
         }
     }
 
+    /// Allocates this rank's states in backend memory and uploads the initial values.
     fn allocate_states(&mut self, seed: u64) -> anyhow::Result<()> {
+        let be = self.backend.clone();
         let mut opt_len = 0;
         for u in 0..self.specs.len() {
             let l = self.layout.units[u].clone();
             let init = self.model.init_unit(u, seed);
             let mut full = vec![0.0f32; l.padded];
             full[..l.numel].copy_from_slice(&init[..l.numel]);
-            let shard = l.shard_range(self.rank);
-            // Parameters.
-            let params = if self.plan.shards_params() {
-                let mut s = Store::zeros(self.plan.dtype, l.shard);
-                s.write_f32(0, &full[shard.clone()]);
-                Home::Host(s)
-            } else if self.plan.dtype == DType::Fp32 {
-                let mut buf = self.backend.alloc(l.padded)?;
-                self.backend.upload(&mut buf, &full);
-                Home::Device(buf)
+            // Parameters: this rank's shard (stage 3) or the full unit, fp32 or typed.
+            let held = if self.plan.shards_params() {
+                &full[l.shard_range(self.rank)]
             } else {
-                let mut s = Store::zeros(self.plan.dtype, l.padded);
-                s.write_f32(0, &full);
-                Home::Host(s)
+                &full[..]
             };
-            // Gradients.
+            let params = if self.plan.dtype == DType::Fp32 {
+                let mut buf = be.alloc(held.len())?;
+                be.upload(&mut buf, held);
+                Home::F32(buf)
+            } else {
+                let mut host = Store::zeros(self.plan.dtype, held.len());
+                host.write_f32(0, held);
+                let mut m = be.alloc_mem(self.plan.dtype, held.len())?;
+                be.upload_mem(&mut m, 0, &host, 0, held.len());
+                Home::Typed(m)
+            };
+            // Gradients: fp32 full ones are what backward accumulates into directly.
             let grad_dtype = self.plan.grad_dtype();
             let grads = if self.plan.shards_grads() {
-                Home::Host(Store::zeros(grad_dtype, l.shard))
+                Home::Typed(be.alloc_mem(grad_dtype, l.shard)?)
             } else if grad_dtype == DType::Fp32 {
-                Home::Device(self.backend.alloc(l.padded)?)
+                Home::F32(be.alloc(l.padded)?)
             } else {
-                Home::Host(Store::zeros(grad_dtype, l.padded))
+                Home::Typed(be.alloc_mem(grad_dtype, l.padded)?)
             };
             // Master weights over the optimizer domain.
             let domain = self.domain(u);
             let master = if self.plan.has_master() {
-                full[domain.clone()].to_vec()
+                let mut m = be.alloc(domain.len())?;
+                be.upload(&mut m, &full[domain.clone()]);
+                Some(m)
             } else {
-                Vec::new()
+                None
             };
             self.params.push(params);
             self.grads.push(grads);
@@ -263,21 +300,27 @@ impl<'d, B: Backend> Engine<'d, B> {
             self.opt_offsets.push(opt_len);
             opt_len += domain.len();
         }
+        // Optimizer states, zero as PyTorch's lazily created state is on the first step.
+        self.states = (0..self.rule.state_names().len())
+            .map(|_| be.alloc(opt_len))
+            .collect::<anyhow::Result<_>>()?;
         Ok(())
     }
 
     /// Bytes this rank holds: persistent states counted from the allocated buffers, and
     /// the peaks of the transient ones.
     pub fn memory(&self) -> MemCounter {
+        let be = self.backend.as_ref();
         let home_bytes = |h: &Home<B>| match h {
-            Home::Device(b) => self.backend.len(b) as u64 * 4,
-            Home::Host(s) => s.bytes() as u64,
+            Home::F32(b) => be.len(b) as u64 * 4,
+            Home::Typed(m) => (be.mem_len(m) * be.mem_dtype(m).bytes()) as u64,
         };
+        let f32_bytes = |b: &B::Buf| be.len(b) as u64 * 4;
         let mut mem = self.transient;
         mem.params = self.params.iter().map(home_bytes).sum();
         mem.grads = self.grads.iter().map(home_bytes).sum();
-        mem.optimizer = (self.master.iter().map(|m| m.len() * 4).sum::<usize>()
-            + self.optimizer.state_bytes()) as u64;
+        mem.optimizer = self.master.iter().flatten().map(f32_bytes).sum::<u64>()
+            + self.states.iter().map(f32_bytes).sum::<u64>();
         mem
     }
 
@@ -288,6 +331,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         lr: f64,
     ) -> anyhow::Result<StepOutcome> {
         self.stats.reset();
+        let transfers_before = self.backend.transfers();
         let accum = self.plan.grad_accum;
         let world = self.dp.size();
         let scale = self.scaler.scale();
@@ -312,7 +356,7 @@ impl<'d, B: Backend> Engine<'d, B> {
             .map_err(|e| e.context(format!("device error in step {}", self.step + 1)))?;
         self.attempts += 1;
         if self.inject_overflow == Some((self.attempts, self.rank)) {
-            self.poison_grads()?;
+            self.poison_grads();
         }
         let compute_ms = t0.elapsed().as_secs_f64() * 1e3 - self.stats.exposed_ms;
         let t1 = Instant::now();
@@ -326,6 +370,7 @@ impl<'d, B: Backend> Engine<'d, B> {
             compute_ms,
             optimizer_ms: t1.elapsed().as_secs_f64() * 1e3,
             comm: self.stats.clone(),
+            transfers: self.backend.transfers().since(transfers_before),
         })
     }
 
@@ -425,10 +470,10 @@ impl<'d, B: Backend> Engine<'d, B> {
         let mut partial = 0.0f64;
         for u in 0..self.specs.len() {
             let owned = self.owned_in_domain(u);
-            let mut tmp = std::mem::take(&mut self.host_tmp);
-            let g = self.grad_domain(u, &mut tmp)?;
-            partial += crate::optim::sum_squares(&g[owned]);
-            self.host_tmp = tmp;
+            let range = self.home_range(u);
+            let be = self.backend.as_ref();
+            let (g, off) = grads_f32(be, &mut self.grads[u], range, &mut self.gtmp);
+            partial += be.sum_squares(g, off + owned.start, owned.len())?;
         }
         let [loss_sum, sumsq] = comm::sum_scalars(self.dp, [local_loss, partial], &mut self.stats);
         let loss = loss_sum / self.dp.size() as f64;
@@ -462,15 +507,16 @@ impl<'d, B: Backend> Engine<'d, B> {
     }
 }
 
-/// The f32 device buffer holding unit `u`'s parameters for compute.
+/// The f32 buffer holding unit `u`'s parameters for compute: a working buffer when one
+/// is materialised, else the full fp32 home.
 pub(super) fn param_ref<'a, B: Backend>(
     params: &'a [Home<B>],
     pwork: &'a [Option<B::Buf>],
     u: usize,
 ) -> anyhow::Result<&'a B::Buf> {
     match (&params[u], &pwork[u]) {
-        (Home::Device(b), _) => Ok(b),
         (_, Some(b)) => Ok(b),
+        (Home::F32(b), None) => Ok(b),
         _ => anyhow::bail!("internal error: parameters of unit {u} used before they were gathered"),
     }
 }
@@ -482,8 +528,8 @@ fn grad_mut<'a, B: Backend>(
     u: usize,
 ) -> anyhow::Result<&'a mut B::Buf> {
     match (&mut grads[u], &mut gwork[u]) {
-        (Home::Device(b), _) => Ok(b),
         (_, Some(b)) => Ok(b),
+        (Home::F32(b), None) => Ok(b),
         _ => anyhow::bail!("internal error: no gradient buffer for unit {u}"),
     }
 }

@@ -1,18 +1,17 @@
 //! Gradients: working buffers for backward, bucketed non-blocking reductions launched as
 //! soon as a bucket's units are done (all-reduce in stage 0, reduce-scatter otherwise),
-//! unpacking into each unit's gradient home, and f32 views for the optimizer.
-use super::comm;
+//! unpacking into each unit's gradient home, and f32 views for the optimizer. Every
+//! buffer is backend memory; the host never reads it.
+use super::comm::{self, MemPair};
 use super::engine::{Engine, Home};
-use super::params::{host_view, host_view_mut};
 use crate::device::Backend;
-use crate::device::Store;
 use crate::metrics::Transient;
 use std::ops::Range;
 
 impl<B: Backend> Engine<'_, B> {
     /// Gives unit `u` a zeroed f32 buffer for backward unless its home is one already.
     pub(super) fn acquire_grad_work(&mut self, u: usize) -> anyhow::Result<()> {
-        if matches!(self.grads[u], Home::Device(_)) || self.gwork[u].is_some() {
+        if matches!(self.grads[u], Home::F32(_)) || self.gwork[u].is_some() {
             return Ok(());
         }
         let n = self.layout.max_padded();
@@ -22,7 +21,7 @@ impl<B: Backend> Engine<'_, B> {
         };
         // Pooled at the largest unit's size; only this unit's padded length is ever read.
         let padded = self.layout.units[u].padded;
-        host_view_mut(self.backend.as_ref(), &mut buf)?[..padded].fill(0.0);
+        self.backend.fill(&mut buf, 0, padded, 0.0);
         self.gwork[u] = Some(buf);
         self.transient.transient_alloc(Transient::Bucket, n * 4);
         Ok(())
@@ -39,11 +38,10 @@ impl<B: Backend> Engine<'_, B> {
     /// Unit `u`'s backward is done: fold or hand its gradients to its bucket.
     pub(super) fn grads_ready(&mut self, u: usize, last_micro: bool) -> anyhow::Result<()> {
         if !self.plan.shards_grads() {
-            // Replicated gradients in host storage accumulate every micro-batch.
-            if let (Home::Host(home), Some(work)) = (&mut self.grads[u], &self.gwork[u]) {
+            // Replicated gradients in typed memory accumulate every micro-batch.
+            if let (Home::Typed(home), Some(work)) = (&mut self.grads[u], &self.gwork[u]) {
                 let padded = self.layout.units[u].padded;
-                let view = host_view(self.backend.as_ref(), work)?;
-                home.add_f32(0, &view[..padded]);
+                self.backend.mem_add_f32(home, 0, work, 0, padded);
             }
             self.release_grad_work(u);
         }
@@ -58,72 +56,72 @@ impl<B: Backend> Engine<'_, B> {
         Ok(())
     }
 
-    /// Copies `src_range` of unit `u`'s current gradients into `dst[at..]`.
-    fn pack_unit(
-        &self,
-        u: usize,
-        range: Range<usize>,
-        dst: &mut Store,
-        at: usize,
-    ) -> anyhow::Result<()> {
-        // The f32 buffer backward wrote (a working buffer, or a device-resident home),
-        // else the home in host storage.
+    /// Copies `range` of unit `u`'s current gradients into `dst[at..]`.
+    fn pack_unit(&self, u: usize, range: Range<usize>, dst: &mut B::Mem, at: usize) {
+        let be = self.backend.as_ref();
+        // The f32 buffer backward wrote (a working buffer, or an fp32 home), else the
+        // home in typed memory.
         match (&self.gwork[u], &self.grads[u]) {
-            (Some(b), _) | (None, Home::Device(b)) => {
-                dst.write_f32(at, &host_view(self.backend.as_ref(), b)?[range])
+            (Some(b), _) | (None, Home::F32(b)) => {
+                be.mem_from_f32(dst, at, b, range.start, range.len())
             }
-            (None, Home::Host(s)) => dst.copy_from(at, s, range),
+            (None, Home::Typed(s)) => be.mem_copy(dst, at, s, range.start, range.len()),
         }
-        Ok(())
     }
 
-    fn take_send_recv(&mut self) -> anyhow::Result<(Store, Store)> {
+    fn take_send_recv(&mut self) -> anyhow::Result<MemPair<B>> {
         if self.bucket_bufs.is_empty()
             && self.in_flight.len() >= super::engine::MAX_BUCKETS_IN_FLIGHT
         {
             self.complete_oldest()?;
         }
-        Ok(self.bucket_bufs.pop().unwrap_or_else(|| {
-            let max: usize = self
-                .buckets
-                .iter()
-                .map(|b| {
-                    b.iter()
-                        .map(|&u| self.layout.units[u].padded)
-                        .sum::<usize>()
-                })
-                .max()
-                .unwrap_or(0);
-            let recv_len = if self.plan.stage == 0 {
-                0
-            } else {
-                max / self.layout.world
-            };
-            self.transient
-                .transient_alloc(Transient::Bucket, (max + recv_len) * self.reduce.bytes());
-            (
-                Store::zeros(self.reduce, max),
-                Store::zeros(self.reduce, recv_len),
-            )
-        }))
+        if let Some(bufs) = self.bucket_bufs.pop() {
+            return Ok(bufs);
+        }
+        let max: usize = self
+            .buckets
+            .iter()
+            .map(|b| {
+                b.iter()
+                    .map(|&u| self.layout.units[u].padded)
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0);
+        let recv_len = if self.plan.stage == 0 {
+            0
+        } else {
+            max / self.layout.world
+        };
+        self.transient
+            .transient_alloc(Transient::Bucket, (max + recv_len) * self.reduce.bytes());
+        Ok(MemPair {
+            send: self.backend.alloc_mem(self.reduce, max)?,
+            recv: self.backend.alloc_mem(self.reduce, recv_len)?,
+        })
     }
 
     /// Packs bucket `b` and starts its reduction.
     fn launch_bucket(&mut self, b: usize) -> anyhow::Result<()> {
-        let (mut send, mut recv) = self.take_send_recv()?;
+        let mut bufs = self.take_send_recv()?;
         let world = self.layout.world;
         let units = std::mem::take(&mut self.buckets[b]);
         let total: usize = units.iter().map(|&u| self.layout.units[u].padded).sum();
-        send.set_len(total);
         let op = if self.plan.stage == 0 {
             let mut at = 0;
             for &u in &units {
                 let padded = self.layout.units[u].padded;
-                self.pack_unit(u, 0..padded, &mut send, at)?;
+                self.pack_unit(u, 0..padded, &mut bufs.send, at);
                 at += padded;
             }
-            drop(recv); // empty: an all-reduce reduces in place
-            comm::iall_reduce(self.dp, send, &mut self.stats)?
+            comm::iall_reduce(
+                self.backend.as_ref(),
+                &self.dp_link,
+                &mut self.staging,
+                bufs,
+                total,
+                &mut self.stats,
+            )?
         } else {
             // Reduce-scatter layout: for each rank r, every unit's r-th slice in order, so
             // rank r receives exactly its shards of the bucket's units.
@@ -132,12 +130,18 @@ impl<B: Backend> Engine<'_, B> {
                 for &u in &units {
                     let range = self.layout.units[u].shard_range(r);
                     let n = range.len();
-                    self.pack_unit(u, range, &mut send, at)?;
+                    self.pack_unit(u, range, &mut bufs.send, at);
                     at += n;
                 }
             }
-            recv.set_len(total / world);
-            comm::ireduce_scatter(self.shard, send, recv, &mut self.stats)?
+            comm::ireduce_scatter(
+                self.backend.as_ref(),
+                &self.shard_link,
+                &mut self.staging,
+                bufs,
+                total / world,
+                &mut self.stats,
+            )?
         };
         if self.plan.shards_grads() {
             for &u in &units {
@@ -154,10 +158,21 @@ impl<B: Backend> Engine<'_, B> {
         let Some((b, op)) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let (result, other) = op.wait(&mut self.stats)?;
-        let units = std::mem::take(&mut self.buckets[b]);
+        let be = self.backend.as_ref();
+        let group = if self.plan.stage == 0 {
+            self.dp
+        } else {
+            self.shard
+        };
+        let bufs = op.wait(be, group, &mut self.staging, &mut self.stats)?;
+        // An all-reduce's result is in its send buffer, a reduce-scatter's in recv.
+        let result = if self.plan.stage == 0 {
+            &bufs.send
+        } else {
+            &bufs.recv
+        };
         let mut at = 0;
-        for &u in &units {
+        for &u in &self.buckets[b] {
             let l = &self.layout.units[u];
             let (dst_start, n) = match self.plan.stage {
                 0 => (0, l.padded),
@@ -165,25 +180,15 @@ impl<B: Backend> Engine<'_, B> {
                 _ => (0, l.shard),
             };
             match &mut self.grads[u] {
-                Home::Device(buf) => {
-                    let view = host_view_mut(self.backend.as_ref(), buf)?;
-                    result.read_f32(at..at + n, &mut view[dst_start..dst_start + n]);
+                Home::F32(buf) => be.mem_to_f32(buf, dst_start, result, at, n),
+                Home::Typed(home) if self.plan.shards_grads() => {
+                    be.mem_add(home, dst_start, result, at, n)
                 }
-                Home::Host(home) if self.plan.shards_grads() => {
-                    home.add_from(dst_start, &result, at..at + n)
-                }
-                Home::Host(home) => home.copy_from(dst_start, &result, at..at + n),
+                Home::Typed(home) => be.mem_copy(home, dst_start, result, at, n),
             }
             at += n;
         }
-        self.buckets[b] = units;
-        // Back to the pool as (send, recv): an all-reduce's result is its send buffer
-        // (and `other` is empty); a reduce-scatter's `other` is the send buffer.
-        if self.plan.stage == 0 {
-            self.bucket_bufs.push((result, other));
-        } else {
-            self.bucket_bufs.push((other, result));
-        }
+        self.bucket_bufs.push(bufs);
         Ok(())
     }
 
@@ -196,30 +201,30 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     pub(super) fn zero_grads(&mut self) {
+        let be = self.backend.as_ref();
         for g in self.grads.iter_mut() {
             match g {
-                Home::Device(buf) => match self.backend.host_mut(buf) {
-                    Some(v) => v.fill(0.0),
-                    None => {
-                        let n = self.backend.len(buf);
-                        self.host_tmp[..n].fill(0.0);
-                        self.backend.upload(buf, &self.host_tmp[..n]);
-                    }
-                },
-                Home::Host(s) => s.fill_zero(),
+                Home::F32(buf) => {
+                    let n = be.len(buf);
+                    be.fill(buf, 0, n, 0.0)
+                }
+                Home::Typed(m) => {
+                    let n = be.mem_len(m);
+                    be.mem_fill(m, 0, n, 0.0)
+                }
             }
         }
     }
 
     /// Writes an infinity into this rank's first owned gradient element (test hook for
     /// the fp16 overflow path).
-    pub(super) fn poison_grads(&mut self) -> anyhow::Result<()> {
+    pub(super) fn poison_grads(&mut self) {
         let at = self.home_range(0).start + self.owned_in_domain(0).start;
+        let be = self.backend.as_ref();
         match &mut self.grads[0] {
-            Home::Device(buf) => host_view_mut(self.backend.as_ref(), buf)?[at] = f32::INFINITY,
-            Home::Host(s) => s.write_f32(at, &[f32::INFINITY]),
+            Home::F32(buf) => be.fill(buf, at, 1, f32::INFINITY),
+            Home::Typed(m) => be.mem_fill(m, at, 1, f32::INFINITY),
         }
-        Ok(())
     }
 
     /// Range of unit `u`'s gradient home that covers its optimizer domain.
@@ -240,23 +245,22 @@ impl<B: Backend> Engine<'_, B> {
         let v = self.layout.units[u].valid_range(self.rank);
         (v.start - d.start)..(v.end - d.start)
     }
+}
 
-    /// Unit `u`'s reduced gradients over its optimizer domain as f32 (borrowed when the
-    /// home is f32, converted into `tmp` otherwise).
-    pub(super) fn grad_domain<'a>(
-        &'a self,
-        u: usize,
-        tmp: &'a mut [f32],
-    ) -> anyhow::Result<&'a [f32]> {
-        let range = self.home_range(u);
-        Ok(match &self.grads[u] {
-            Home::Device(b) => &host_view(self.backend.as_ref(), b)?[range],
-            Home::Host(Store::F32(v)) => &v[range],
-            Home::Host(s) => {
-                let n = range.len();
-                s.read_f32(range, &mut tmp[..n]);
-                &tmp[..n]
-            }
-        })
+/// A unit's reduced gradients over `range` of its home as an f32 buffer and the offset
+/// where the range starts in it: the home itself when it is fp32, else `tmp`, converted
+/// into.
+pub(super) fn grads_f32<'a, B: Backend>(
+    backend: &B,
+    home: &'a mut Home<B>,
+    range: Range<usize>,
+    tmp: &'a mut B::Buf,
+) -> (&'a mut B::Buf, usize) {
+    match home {
+        Home::F32(b) => (b, range.start),
+        Home::Typed(s) => {
+            backend.mem_to_f32(tmp, 0, s, range.start, range.len());
+            (tmp, 0)
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! Parameters for compute: materialising a unit's f32 working buffer (stage 3 gathers its
 //! shards, half precision converts), prefetching the next unit, releasing after use, and
-//! publishing updated parameters after the optimizer step.
-use super::comm;
+//! publishing updated parameters after the optimizer step. Every buffer is backend memory;
+//! the host never reads it.
+use super::comm::{self, InFlight, MemPair, Target};
 use super::engine::{Engine, Home};
 use crate::device::Backend;
-use crate::device::Store;
 use crate::metrics::Transient;
 
 impl<B: Backend> Engine<'_, B> {
@@ -19,32 +19,39 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     /// A (send, receive) pair for an all-gather, sized for the largest unit.
-    fn take_gather_bufs(&mut self) -> (Store, Store) {
-        self.gather_bufs.pop().unwrap_or_else(|| {
-            let (shard, padded) = (
-                self.layout.max_padded() / self.layout.world,
-                self.layout.max_padded(),
-            );
-            let dtype = self.plan.dtype;
-            // Counted as gathered memory for the rest of the run (reused every step).
-            self.transient
-                .transient_alloc(Transient::Gathered, (shard + padded) * dtype.bytes());
-            (Store::zeros(dtype, shard), Store::zeros(dtype, padded))
+    fn take_gather_bufs(&mut self) -> anyhow::Result<MemPair<B>> {
+        if let Some(bufs) = self.gather_bufs.pop() {
+            return Ok(bufs);
+        }
+        let padded = self.layout.max_padded();
+        let shard = padded / self.layout.world;
+        let dtype = self.plan.dtype;
+        // Counted as gathered memory for the rest of the run (reused every step).
+        self.transient
+            .transient_alloc(Transient::Gathered, (shard + padded) * dtype.bytes());
+        Ok(MemPair {
+            send: self.backend.alloc_mem(dtype, shard)?,
+            recv: self.backend.alloc_mem(dtype, padded)?,
         })
     }
 
     /// Starts the all-gather of unit `u`'s shards (stage 3) and returns it.
-    fn start_gather(&mut self, u: usize) -> anyhow::Result<comm::InFlight> {
-        let l = &self.layout.units[u];
-        let (shard, padded) = (l.shard, l.padded);
-        let (mut send, mut recv) = self.take_gather_bufs();
-        let Home::Host(mine) = &self.params[u] else {
-            anyhow::bail!("internal error: stage 3 unit {u} is not sharded");
-        };
-        send.set_len(shard);
-        send.copy_from(0, mine, 0..shard);
-        recv.set_len(padded);
-        comm::iall_gather(self.shard, send, recv, &mut self.stats)
+    fn start_gather(&mut self, u: usize) -> anyhow::Result<InFlight<B>> {
+        let shard = self.layout.units[u].shard;
+        let mut bufs = self.take_gather_bufs()?;
+        let be = self.backend.as_ref();
+        match &self.params[u] {
+            Home::F32(mine) => be.mem_from_f32(&mut bufs.send, 0, mine, 0, shard),
+            Home::Typed(mine) => be.mem_copy(&mut bufs.send, 0, mine, 0, shard),
+        }
+        comm::iall_gather(
+            be,
+            &self.shard_link,
+            &mut self.staging,
+            bufs,
+            shard,
+            &mut self.stats,
+        )
     }
 
     fn wants_prefetch(&self, u: usize) -> bool {
@@ -65,9 +72,14 @@ impl<B: Backend> Engine<'_, B> {
         Ok(())
     }
 
-    /// Makes unit `u`'s parameters available as an f32 device buffer.
+    /// True when kernels use unit `u`'s parameter home directly (full fp32 parameters).
+    pub(super) fn params_in_place(&self, u: usize) -> bool {
+        !self.plan.shards_params() && matches!(self.params[u], Home::F32(_))
+    }
+
+    /// Makes unit `u`'s parameters available as an f32 buffer.
     pub(super) fn materialize(&mut self, u: usize) -> anyhow::Result<()> {
-        if matches!(self.params[u], Home::Device(_)) || self.pwork[u].is_some() {
+        if self.params_in_place(u) || self.pwork[u].is_some() {
             return Ok(());
         }
         let padded = self.layout.units[u].padded;
@@ -80,29 +92,18 @@ impl<B: Backend> Engine<'_, B> {
                     self.start_gather(u)?
                 }
             };
-            let (recv, send) = op.wait(&mut self.stats)?;
-            write_device(
-                self.backend.as_ref(),
-                &mut buf,
-                &recv,
-                padded,
-                &mut self.host_tmp,
-            );
-            self.gather_bufs.push((send, recv));
-        } else if let Home::Host(full) = &self.params[u] {
-            write_device(
-                self.backend.as_ref(),
-                &mut buf,
-                full,
-                padded,
-                &mut self.host_tmp,
-            );
+            let be = self.backend.as_ref();
+            let bufs = op.wait(be, self.shard, &mut self.staging, &mut self.stats)?;
+            be.mem_to_f32(&mut buf, 0, &bufs.recv, 0, padded);
+            self.gather_bufs.push(bufs);
+        } else if let Home::Typed(full) = &self.params[u] {
+            self.backend.mem_to_f32(&mut buf, 0, full, 0, padded);
         }
         self.pwork[u] = Some(buf);
         Ok(())
     }
 
-    /// Returns unit `u`'s working buffer to the pool (no-op for device-resident params).
+    /// Returns unit `u`'s working buffer to the pool (no-op for in-place parameters).
     pub(super) fn release_params(&mut self, u: usize) {
         if let Some(buf) = self.pwork[u].take() {
             self.pfree.push(buf);
@@ -120,82 +121,34 @@ impl<B: Backend> Engine<'_, B> {
     /// After the update: half params take the new master values; stages 1 and 2
     /// all-gather every rank's updated slice so each rank holds the full parameters again.
     pub(super) fn publish_params(&mut self) -> anyhow::Result<()> {
+        let be = self.backend.as_ref();
         for u in 0..self.specs.len() {
             let domain = self.domain(u);
-            let (shard, padded) = (self.layout.units[u].shard, self.layout.units[u].padded);
-            if self.plan.has_master() {
+            if let (Some(master), Home::Typed(p)) = (&self.master[u], &mut self.params[u]) {
                 let start = if self.plan.shards_params() {
                     0
                 } else {
                     domain.start
                 };
-                if let Home::Host(p) = &mut self.params[u] {
-                    p.write_f32(start, &self.master[u]);
-                }
+                be.mem_from_f32(p, start, master, 0, domain.len());
             }
             if !self.plan.shards_optimizer() || self.plan.shards_params() {
                 continue;
             }
-            match &mut self.params[u] {
-                Home::Device(buf) => {
-                    let full = host_view_mut(self.backend.as_ref(), buf)?;
-                    self.host_tmp[..shard].copy_from_slice(&full[domain]);
-                    comm::all_gather_f32(
-                        self.shard,
-                        &self.host_tmp[..shard],
-                        &mut full[..padded],
-                        &mut self.stats,
-                    )?;
-                }
-                Home::Host(_) => {
-                    let (mut send, recv) = self.take_gather_bufs();
-                    if let Home::Host(full) = &mut self.params[u] {
-                        send.set_len(shard);
-                        send.copy_from(0, full, domain);
-                        comm::all_gather(self.shard, &send, full, &mut self.stats)?;
-                    }
-                    self.gather_bufs.push((send, recv));
-                }
-            }
+            // The domain is this rank's block of the full unit, at rank * shard.
+            let target = match &mut self.params[u] {
+                Home::F32(b) => Target::F32(b),
+                Home::Typed(m) => Target::Mem(m),
+            };
+            comm::all_gather_in_place(
+                be,
+                &self.shard_link,
+                &mut self.staging,
+                target,
+                self.layout.units[u].shard,
+                &mut self.stats,
+            )?;
         }
         Ok(())
-    }
-}
-
-fn no_host_view<B: Backend>(backend: &B) -> anyhow::Error {
-    anyhow::anyhow!(
-        "backend {} has no host view: device-resident ZeRO collectives are not built yet",
-        backend.name()
-    )
-}
-
-/// Host view of a device buffer; backends without one are not supported yet by the
-/// engine's host-side collectives.
-pub(super) fn host_view<'a, B: Backend>(backend: &B, buf: &'a B::Buf) -> anyhow::Result<&'a [f32]> {
-    backend.host(buf).ok_or_else(|| no_host_view(backend))
-}
-
-/// Mutable host view of a device buffer (see [`host_view`]).
-pub(super) fn host_view_mut<'a, B: Backend>(
-    backend: &B,
-    buf: &'a mut B::Buf,
-) -> anyhow::Result<&'a mut [f32]> {
-    backend.host_mut(buf).ok_or_else(|| no_host_view(backend))
-}
-
-/// `buf[..n] = src[..n]` as f32 (zero-copy into the host view on CPU, staged otherwise).
-pub(super) fn write_device<B: Backend>(
-    backend: &B,
-    buf: &mut B::Buf,
-    src: &Store,
-    n: usize,
-    tmp: &mut [f32],
-) {
-    match backend.host_mut(buf) {
-        Some(view) => src.read_f32(0..n, &mut view[..n]),
-        None => {
-            src.read_f32(0..n, &mut tmp[..n]);
-            backend.upload(buf, &tmp[..n]);
-        }
     }
 }

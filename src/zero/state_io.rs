@@ -4,10 +4,8 @@
 //! range and keeps the part inside its optimizer domain, so a checkpoint written at one
 //! world size and stage loads at any other.
 use super::engine::{Engine, Home};
-use super::params::host_view;
-use super::update::master_view_mut;
+use super::update::master_mut;
 use crate::device::Backend;
-use crate::device::Store;
 use crate::optim::LossScaler;
 use std::ops::Range;
 
@@ -25,7 +23,7 @@ pub struct UnitPiece {
 impl<B: Backend> Engine<'_, B> {
     /// Names of the optimizer's state vectors (e.g. `exp_avg`, `exp_avg_sq`).
     pub fn state_names(&self) -> &'static [&'static str] {
-        self.optimizer.state_names()
+        self.rule.state_names()
     }
 
     pub fn scaler(&self) -> &LossScaler {
@@ -36,19 +34,26 @@ impl<B: Backend> Engine<'_, B> {
         self.scaler = s;
     }
 
-    /// fp32 master weights of unit `u` over its optimizer domain.
-    fn master_domain(&self, u: usize) -> anyhow::Result<&[f32]> {
-        if self.plan.has_master() {
-            return Ok(&self.master[u]);
-        }
+    /// `out = master[range]` of unit `u` (range relative to its optimizer domain),
+    /// downloaded from the backend.
+    fn download_master(
+        &self,
+        u: usize,
+        range: Range<usize>,
+        out: &mut [f32],
+    ) -> anyhow::Result<()> {
+        let be = self.backend.as_ref();
         let d = self.domain(u);
-        match &self.params[u] {
-            Home::Device(b) => Ok(&host_view(self.backend.as_ref(), b)?[d]),
-            Home::Host(Store::F32(v)) => Ok(&v[..]),
-            Home::Host(_) => {
+        let (buf, off) = match (&self.master[u], &self.params[u]) {
+            (Some(m), _) => (m, 0),
+            (None, Home::F32(b)) if self.plan.shards_params() => (b, 0),
+            (None, Home::F32(b)) => (b, d.start),
+            (None, Home::Typed(_)) => {
                 anyhow::bail!("internal error: half parameters without master weights")
             }
-        }
+        };
+        be.download_at(buf, off + range.start, out);
+        Ok(())
     }
 
     /// The part of unit `u` this rank saves: its `valid_range`, with master weights and
@@ -56,13 +61,17 @@ impl<B: Backend> Engine<'_, B> {
     pub fn export_unit(&self, u: usize) -> anyhow::Result<UnitPiece> {
         let range = self.layout.units[u].valid_range(self.rank);
         let local = self.owned_in_domain(u);
-        let master = self.master_domain(u)?[local.clone()].to_vec();
+        let mut master = vec![0.0; local.len()];
+        self.download_master(u, local.clone(), &mut master)?;
         let off = self.opt_offsets[u];
         let states = self
-            .optimizer
-            .state()
+            .states
             .iter()
-            .map(|s| s[off + local.start..off + local.end].to_vec())
+            .map(|s| {
+                let mut v = vec![0.0; local.len()];
+                self.backend.download_at(s, off + local.start, &mut v);
+                v
+            })
             .collect();
         Ok(UnitPiece {
             range,
@@ -91,23 +100,23 @@ impl<B: Backend> Engine<'_, B> {
         let src = (start - piece.range.start)..(end - piece.range.start);
         let dst = (start - d.start)..(end - d.start);
         let off = self.opt_offsets[u];
-        let mut states = self.optimizer.state_mut();
         anyhow::ensure!(
-            states.len() == piece.states.len(),
+            self.states.len() == piece.states.len(),
             "checkpoint has {} optimizer state vectors, this optimizer has {}",
             piece.states.len(),
-            states.len()
+            self.states.len()
         );
-        for (dst_state, src_state) in states.iter_mut().zip(&piece.states) {
-            dst_state[off + dst.start..off + dst.end].copy_from_slice(&src_state[src.clone()]);
+        let be = self.backend.clone();
+        for (dst_state, src_state) in self.states.iter_mut().zip(&piece.states) {
+            be.upload_at(dst_state, off + dst.start, &src_state[src.clone()]);
         }
-        let m = master_view_mut(
-            self.backend.as_ref(),
+        let (m, moff) = master_mut(
             &mut self.master[u],
             &mut self.params[u],
-            d,
+            self.plan.shards_params(),
+            d.start,
         )?;
-        m[dst].copy_from_slice(&piece.master[src]);
+        be.upload_at(m, moff + dst.start, &piece.master[src]);
         Ok(())
     }
 

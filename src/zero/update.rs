@@ -1,10 +1,9 @@
 //! The optimizer step on this rank's domain of one unit: unscale and clip the reduced
-//! gradients, then update the fp32 master weights tensor by tensor (weight decay only
-//! where the tensor asks for it).
+//! gradients, then update the fp32 master weights tensor by tensor with the backend's
+//! fused kernel (weight decay only where the tensor asks for it).
 use super::engine::{Engine, Home};
-use super::params::host_view_mut;
+use super::grads::grads_f32;
 use crate::device::Backend;
-use crate::device::Store;
 use crate::optim::StepHyper;
 
 impl<B: Backend> Engine<'_, B> {
@@ -18,24 +17,19 @@ impl<B: Backend> Engine<'_, B> {
     ) -> anyhow::Result<()> {
         let domain = self.domain(u);
         let n = domain.len();
-        let home_range = self.home_range(u);
-        let backend = self.backend.as_ref();
-        // g: (n) f32 gradients of the domain, scaled in place.
-        let g: &mut [f32] = match &mut self.grads[u] {
-            Home::Device(b) => &mut host_view_mut(backend, b)?[home_range],
-            Home::Host(Store::F32(v)) => &mut v[home_range],
-            Home::Host(s) => {
-                s.read_f32(home_range, &mut self.host_tmp[..n]);
-                &mut self.host_tmp[..n]
-            }
-        };
-        g.iter_mut().for_each(|x| *x *= mult);
-        // m: (n) f32 master weights of the domain.
-        let m = master_view_mut(
-            backend,
+        let (rule, soff) = (self.rule, self.opt_offsets[u]);
+        let be = self.backend.clone();
+        // g: (n) f32 gradients of the domain at `goff`, scaled in place.
+        let range = self.home_range(u);
+        let (g, goff) = grads_f32(be.as_ref(), &mut self.grads[u], range, &mut self.gtmp);
+        be.scale(g, goff, n, mult);
+        let g: &B::Buf = g;
+        // m: (n) f32 master weights of the domain at `moff`.
+        let (m, moff) = master_mut(
             &mut self.master[u],
             &mut self.params[u],
-            domain.clone(),
+            self.plan.shards_params(),
+            domain.start,
         )?;
         for t in &self.specs[u].tensors {
             let len: usize = t.shape.iter().product();
@@ -44,34 +38,38 @@ impl<B: Backend> Engine<'_, B> {
             if start >= end {
                 continue;
             }
-            let local = (start - domain.start)..(end - domain.start);
-            self.optimizer.update(
-                self.opt_offsets[u] + local.start,
-                &mut m[local.clone()],
-                &g[local],
-                t.decay,
+            let local = start - domain.start;
+            be.optimizer_update(
+                &rule,
                 hp,
+                t.decay,
+                m,
+                moff + local,
+                g,
+                goff + local,
+                &mut self.states,
+                soff + local,
+                end - start,
             );
         }
         Ok(())
     }
 }
 
-/// The fp32 master weights of a unit's optimizer domain, mutable: the separate master copy
-/// when parameters are half (`master` non-empty), else the fp32 parameters themselves
-/// (the domain of a full device buffer, or the whole stage-3 shard).
-pub(super) fn master_view_mut<'a, B: Backend>(
-    backend: &B,
-    master: &'a mut [f32],
+/// The fp32 master weights of a unit's optimizer domain and the offset where the domain
+/// starts in that buffer: the separate master copy when parameters are half, else the
+/// fp32 parameters themselves (the domain of the full buffer, or the whole stage-3 shard).
+pub(super) fn master_mut<'a, B: Backend>(
+    master: &'a mut Option<B::Buf>,
     params: &'a mut Home<B>,
-    domain: std::ops::Range<usize>,
-) -> anyhow::Result<&'a mut [f32]> {
-    if !master.is_empty() {
-        return Ok(master);
+    shards_params: bool,
+    domain_start: usize,
+) -> anyhow::Result<(&'a mut B::Buf, usize)> {
+    match (master, params) {
+        (Some(m), _) => Ok((m, 0)),
+        (None, Home::F32(b)) => Ok((b, if shards_params { 0 } else { domain_start })),
+        (None, Home::Typed(_)) => {
+            anyhow::bail!("internal error: half parameters without master weights")
+        }
     }
-    Ok(match params {
-        Home::Device(b) => &mut host_view_mut(backend, b)?[domain],
-        Home::Host(Store::F32(v)) => &mut v[..],
-        Home::Host(_) => anyhow::bail!("internal error: half parameters without master weights"),
-    })
 }
