@@ -39,12 +39,12 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
         );
     }
     for stage in 0..=3u8 {
-        let plan = StagePlan {
+        let plan = StagePlan::new(
             stage,
-            dtype: cfg.precision.dtype,
-            states: optimizer_states(cfg.train.optimizer),
-            grad_accum: cfg.train.grad_accum,
-        };
+            cfg.precision.dtype,
+            optimizer_states(cfg.train.optimizer),
+            cfg.train.grad_accum,
+        );
         let m = plan.memory(&layout);
         let total = m.params + m.grads + m.optimizer;
         let comm = plan.comm_volume(

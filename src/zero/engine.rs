@@ -144,12 +144,12 @@ impl<'d, B: Backend> Engine<'d, B> {
         let rank = shard.rank();
         let specs: Vec<UnitSpec> = model.units().to_vec();
         let layout = Layout::new(&specs, world);
-        let plan = StagePlan {
-            stage: cfg.zero.stage,
-            dtype: cfg.precision.dtype,
-            states: optimizer_states(cfg.train.optimizer),
-            grad_accum: cfg.train.grad_accum,
-        };
+        let plan = StagePlan::new(
+            cfg.zero.stage,
+            cfg.precision.dtype,
+            optimizer_states(cfg.train.optimizer),
+            cfg.train.grad_accum,
+        );
         let root = model.tied_root();
         if root.is_some_and(|r| r != 0) {
             anyhow::bail!("internal error: the tied root unit must be unit 0");

@@ -4,6 +4,7 @@
 //! buffer is backend memory; the host never reads it.
 use super::comm::{self, MemPair};
 use super::engine::{Engine, Home};
+use super::plan::GradReduction;
 use crate::device::Backend;
 use crate::metrics::Transient;
 use std::ops::Range;
@@ -88,10 +89,9 @@ impl<B: Backend> Engine<'_, B> {
             })
             .max()
             .unwrap_or(0);
-        let recv_len = if self.plan.stage == 0 {
-            0
-        } else {
-            max / self.layout.world
+        let recv_len = match self.plan.reduction() {
+            GradReduction::AllReduce => 0, // reduced in place
+            _ => max / self.layout.world,
         };
         self.transient
             .transient_alloc(Transient::Bucket, (max + recv_len) * self.reduce.bytes());
@@ -107,7 +107,7 @@ impl<B: Backend> Engine<'_, B> {
         let world = self.layout.world;
         let units = std::mem::take(&mut self.buckets[b]);
         let total: usize = units.iter().map(|&u| self.layout.units[u].padded).sum();
-        let op = if self.plan.stage == 0 {
+        let op = if self.plan.reduction() == GradReduction::AllReduce {
             let mut at = 0;
             for &u in &units {
                 let padded = self.layout.units[u].padded;
@@ -159,29 +159,30 @@ impl<B: Backend> Engine<'_, B> {
             return Ok(());
         };
         let be = self.backend.as_ref();
-        let group = if self.plan.stage == 0 {
-            self.dp
-        } else {
-            self.shard
+        let reduction = self.plan.reduction();
+        let group = match reduction {
+            GradReduction::AllReduce => self.dp,
+            _ => self.shard,
         };
         let bufs = op.wait(be, group, &mut self.staging, &mut self.stats)?;
         // An all-reduce's result is in its send buffer, a reduce-scatter's in recv.
-        let result = if self.plan.stage == 0 {
-            &bufs.send
-        } else {
-            &bufs.recv
+        let result = match reduction {
+            GradReduction::AllReduce => &bufs.send,
+            _ => &bufs.recv,
         };
         let mut at = 0;
         for &u in &self.buckets[b] {
             let l = &self.layout.units[u];
-            let (dst_start, n) = match self.plan.stage {
-                0 => (0, l.padded),
-                1 => (l.shard_range(self.rank).start, l.shard),
-                _ => (0, l.shard),
+            // Where the unit's reduced part goes in its home, and how long it is.
+            let (dst_start, n) = match reduction {
+                GradReduction::AllReduce => (0, l.padded),
+                GradReduction::ReduceScatterAtBoundary => (l.shard_range(self.rank).start, l.shard),
+                GradReduction::ReduceScatterEachMicro => (0, l.shard),
             };
             match &mut self.grads[u] {
                 Home::F32(buf) => be.mem_to_f32(buf, dst_start, result, at, n),
-                Home::Typed(home) if self.plan.shards_grads() => {
+                // A shard accumulates over micro-batches; a full home takes the result.
+                Home::Typed(home) if reduction == GradReduction::ReduceScatterEachMicro => {
                     be.mem_add(home, dst_start, result, at, n)
                 }
                 Home::Typed(home) => be.mem_copy(home, dst_start, result, at, n),

@@ -4,7 +4,9 @@ mod layout;
 mod plan;
 
 pub use layout::{Layout, UnitLayout, ALIGN};
-pub use plan::{buckets, optimizer_states, MemPlan, StagePlan};
+pub use plan::{
+    buckets, optimizer_states, GradReduction, MemPlan, Placement, Placements, StagePlan,
+};
 mod comm;
 mod engine;
 mod grads;

@@ -22,27 +22,96 @@ pub struct MemPlan {
     pub optimizer: usize,
 }
 
+/// Where one kind of state lives across the shard group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Every rank holds all of it.
+    Replicated,
+    /// Each rank holds its slice of every unit (the layout's shard).
+    Sharded,
+}
+
+/// The placement of each state: what a ZeRO stage means. `zero.stage` is translated
+/// into placements once ([`Placements::for_stage`]); the engine matches on these, never
+/// on the stage number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placements {
+    pub params: Placement,
+    pub grads: Placement,
+    /// fp32 master weights and optimizer states.
+    pub optimizer: Placement,
+}
+
+impl Placements {
+    /// DDP (0), then optimizer states (1), gradients (2) and parameters (3) sharded.
+    pub fn for_stage(stage: u8) -> Placements {
+        let at = |from: u8| {
+            if stage >= from {
+                Placement::Sharded
+            } else {
+                Placement::Replicated
+            }
+        };
+        Placements {
+            params: at(3),
+            grads: at(2),
+            optimizer: at(1),
+        }
+    }
+}
+
+/// How gradients are reduced, which follows from the placements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradReduction {
+    /// Replicated optimizer: all-reduce the full gradients at the accumulation boundary.
+    AllReduce,
+    /// Replicated gradients, sharded optimizer: accumulate full gradients, reduce-scatter
+    /// them at the boundary into the replicated home's own slice.
+    ReduceScatterAtBoundary,
+    /// Sharded gradients: reduce-scatter every micro-batch into the gradient shard.
+    ReduceScatterEachMicro,
+}
+
 /// How a run holds its states, decided from the stage and dtypes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StagePlan {
+    /// The configured stage (recorded in checkpoints and summaries).
     pub stage: u8,
+    pub placements: Placements,
     pub dtype: DType,
     pub states: usize,
     pub grad_accum: usize,
 }
 
 impl StagePlan {
+    pub fn new(stage: u8, dtype: DType, states: usize, grad_accum: usize) -> StagePlan {
+        StagePlan {
+            stage,
+            placements: Placements::for_stage(stage),
+            dtype,
+            states,
+            grad_accum,
+        }
+    }
     /// Parameters are sharded (stage 3) rather than replicated.
     pub fn shards_params(&self) -> bool {
-        self.stage >= 3
+        self.placements.params == Placement::Sharded
     }
     /// Gradients are sharded (stages 2 and 3).
     pub fn shards_grads(&self) -> bool {
-        self.stage >= 2
+        self.placements.grads == Placement::Sharded
     }
     /// The optimizer updates a shard (stages 1 to 3) rather than the whole model.
     pub fn shards_optimizer(&self) -> bool {
-        self.stage >= 1
+        self.placements.optimizer == Placement::Sharded
+    }
+    /// How gradients are reduced.
+    pub fn reduction(&self) -> GradReduction {
+        match (self.shards_grads(), self.shards_optimizer()) {
+            (true, _) => GradReduction::ReduceScatterEachMicro,
+            (false, true) => GradReduction::ReduceScatterAtBoundary,
+            (false, false) => GradReduction::AllReduce,
+        }
     }
     /// A separate fp32 master copy exists only when parameters are half precision;
     /// with fp32 parameters the (owned part of the) parameters are the master weights.
@@ -87,19 +156,24 @@ impl StagePlan {
     ) -> usize {
         let full = layout.padded();
         let micro = self.grad_accum;
-        match self.stage {
-            0 | 1 => 2 * full,
-            2 => micro * full + full,
-            _ => {
-                let root_padded = root.map(|r| layout.units[r].padded).unwrap_or(0);
-                let gathers = if reshard_after_forward {
-                    2 * full - root_padded
-                } else {
-                    full
-                };
-                micro * (gathers + full)
-            }
+        let reduce = match self.reduction() {
+            // An all-reduce counts as a reduce-scatter plus an all-gather.
+            GradReduction::AllReduce => 2 * full,
+            GradReduction::ReduceScatterAtBoundary => full,
+            GradReduction::ReduceScatterEachMicro => micro * full,
+        };
+        if !self.shards_params() {
+            // Replicated parameters: a sharded optimizer all-gathers the update once.
+            let publish = if self.shards_optimizer() { full } else { 0 };
+            return reduce + publish;
         }
+        let root_padded = root.map(|r| layout.units[r].padded).unwrap_or(0);
+        let gathers = if reshard_after_forward {
+            2 * full - root_padded
+        } else {
+            full
+        };
+        micro * gathers + reduce
     }
 }
 
@@ -146,13 +220,7 @@ mod tests {
         let l = layout(4);
         let (psi, n) = (l.padded(), 4);
         let mem = |stage, dtype| {
-            let m = StagePlan {
-                stage,
-                dtype,
-                states: 2,
-                grad_accum: 1,
-            }
-            .memory(&l);
+            let m = StagePlan::new(stage, dtype, 2, 1).memory(&l);
             m.params + m.grads + m.optimizer
         };
         assert_eq!(mem(0, DType::Fp32), 16 * psi);
