@@ -6,14 +6,15 @@
 #   NANOGPT_DIR=~/nanoGPT scripts/bench.sh      # also nanoGPT's own shakespeare_char run
 #   SHAKESPEARE_SEEDS="1 2" scripts/bench.sh    # the extra shakespeare-char seeds (1-5)
 #   BENCH_ONLY="gemm step" scripts/bench.sh     # a subset: gemm step comm train ranks
-#                                               # data precision shakespeare consolidate
+#                                               # device data precision shakespeare consolidate
+#   BEFORE_BIN=old/zerotrain scripts/bench.sh   # also that build's CPU step in `device`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-target/release/zerotrain}
 OUT=${OUT:-runs/bench}
 CORPUS=${CORPUS:-../shared/data/tinyshakespeare.txt}
-ONLY=${BENCH_ONLY:-gemm step comm train ranks data precision shakespeare consolidate}
+ONLY=${BENCH_ONLY:-gemm step comm train ranks device data precision shakespeare consolidate}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 MPIRUN=(mpirun --oversubscribe --bind-to none)
 mkdir -p "$OUT"
@@ -103,6 +104,11 @@ fi
 if wants ranks; then
   section "Every stage at N = 1, 6, 7, 8, 13, 16, 32 ranks vs one rank (tiny GPT, fp32, 8 steps)"
   scripts/bench_ranks.sh "$OUT/ranks" | tee >(record ranks) | grep -v '^{'
+fi
+
+if wants device; then
+  section "The engine on the simulated device vs the CPU (2 ranks, bf16, every stage; interleaved)"
+  scripts/bench_device.sh "$OUT/device" | tee >(record device) | grep -v '^{'
 fi
 
 if wants data; then

@@ -82,3 +82,12 @@ fn ctx_longer_than_the_data_fails_on_every_rank_before_training() {
         "ctx",
     );
 }
+
+/// Without a usable GPU (always so in CI; a build without the `cuda` feature says how to
+/// rebuild, one with it names the missing library or device), `device = "cuda"` is a
+/// clear error on every rank, not a crash or a silent CPU run.
+#[test]
+fn cuda_without_a_gpu_is_a_clear_error_on_every_rank() {
+    let err = fails(&["system.device=\"cuda\""], "CUDA");
+    assert!(err.contains("system.device = \"cuda\""), "{err}");
+}

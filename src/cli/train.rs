@@ -9,7 +9,9 @@ use crate::checkpoint;
 use crate::config::{Config, DataSource, ModelKind};
 use crate::data::batch::Batch;
 use crate::data::{open_source, BatchSource, LoaderSpec, LoaderState, Split};
-use crate::device::Cpu;
+use crate::device::dispatch::{run_on, OnBackend};
+use crate::device::select::DeviceChoice;
+use crate::device::Backend;
 use crate::dist::{abort_on_error, eprint_line, Dist, ScalarOp};
 use crate::metrics::{summary_table, MemCounter, MetricsWriter, PhaseTimes, Progress, StepRecord};
 use crate::model::build_model;
@@ -48,15 +50,36 @@ fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> 
         dist,
         loaded.and_then(|c| Ok(c.validate(dist.size()).map(|_| c)?)),
     )?;
-    let mut engine = agree(dist, build_engine(dist, &cfg))?;
-    // Collective, but every rank checks the checkpoint before its first collective and all
-    // agree on the outcome, so a bad checkpoint fails alike on every rank.
-    let resumed = agree(dist, checkpoint::resume(dist, &mut engine, &cfg))?;
-    let io = agree(dist, open_io(dist, &cfg, resumed))?;
-    if let Err(e) = train(dist, &cfg, engine, io) {
-        abort_on_error(dist, &e);
+    let choice = agree(dist, choose_device(dist, &cfg))?;
+    let job = TrainOn { dist, cfg: &cfg };
+    match run_on(choice, cfg.system.threads, job) {
+        Ok(done) => done,
+        // This rank could not build its backend; the others report it at their next
+        // agreement.
+        Err(e) => agree(dist, Err(e)),
     }
-    Ok(())
+}
+
+/// The rest of the job, on the backend `system.device` chose.
+struct TrainOn<'a> {
+    dist: &'a Dist,
+    cfg: &'a Config,
+}
+
+impl OnBackend for TrainOn<'_> {
+    type Out = Result<(), Reported>;
+    fn run<B: Backend + 'static>(self, backend: Arc<B>) -> Result<(), Reported> {
+        let (dist, cfg) = (self.dist, self.cfg);
+        let mut engine = agree(dist, build_engine(dist, cfg, backend))?;
+        // Collective, but every rank checks the checkpoint before its first collective and
+        // all agree on the outcome, so a bad checkpoint fails alike on every rank.
+        let resumed = agree(dist, checkpoint::resume(dist, &mut engine, cfg))?;
+        let io = agree(dist, open_io(dist, cfg, resumed))?;
+        if let Err(e) = train(dist, cfg, engine, io) {
+            abort_on_error(dist, &e);
+        }
+        Ok(())
+    }
 }
 
 /// Every rank reports whether its part succeeded; if any failed, every rank prints its
@@ -81,10 +104,13 @@ fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
     Err(Reported)
 }
 
-/// The model and this rank's states (no collectives); `bench step` builds its engine
-/// here too, so it measures what `train` runs.
-pub(crate) fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<Engine<'d, Cpu>> {
-    let backend = Arc::new(cpu_backend(dist, cfg)?);
+/// The model and this rank's states on `backend` (no collectives); `bench step` builds
+/// its engine here too, so it measures what `train` runs.
+pub(crate) fn build_engine<'d, B: Backend + 'static>(
+    dist: &'d Dist,
+    cfg: &Config,
+    backend: Arc<B>,
+) -> anyhow::Result<Engine<'d, B>> {
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
     let engine = Engine::new(dist.world(), dist.world(), backend, model, cfg)?;
     if dist.is_root() {
@@ -93,23 +119,14 @@ pub(crate) fn build_engine<'d>(dist: &'d Dist, cfg: &Config) -> anyhow::Result<E
     Ok(engine)
 }
 
-/// The compute backend `system.device` asks for: the CPU, or the simulated device on the
-/// CPU kernels. The CUDA backend exists (src/device/cuda) but is not wired into training
-/// yet, so a CUDA choice is refused with that reason.
-fn cpu_backend(dist: &Dist, cfg: &Config) -> anyhow::Result<Cpu> {
+/// The backend `system.device` asks for on this rank (logged by rank 0).
+fn choose_device(dist: &Dist, cfg: &Config) -> anyhow::Result<DeviceChoice> {
     let (choice, why) =
         crate::device::select::select(&cfg.system.device, dist.local_rank(), dist.local_size())?;
     if dist.is_root() {
         log::info!("device: {why}");
     }
-    match choice {
-        crate::device::select::DeviceChoice::Cpu => Ok(Cpu::new(cfg.system.threads)),
-        crate::device::select::DeviceChoice::Sim => Ok(Cpu::sim(cfg.system.threads)),
-        _ => anyhow::bail!(
-            "system.device = {:?}: training on the CUDA backend is not wired into the ZeRO engine yet; use \"cpu\"",
-            cfg.system.device
-        ),
-    }
+    Ok(choice)
 }
 
 /// What the loop reads and writes, opened (and so checked) before training.
@@ -179,7 +196,12 @@ fn open_split(
     open_source(&cfg.data, &cfg.model, spec, resume)
 }
 
-fn train(dist: &Dist, cfg: &Config, mut engine: Engine<'_, Cpu>, io: Io) -> anyhow::Result<()> {
+fn train<B: Backend>(
+    dist: &Dist,
+    cfg: &Config,
+    mut engine: Engine<'_, B>,
+    io: Io,
+) -> anyhow::Result<()> {
     let Io {
         start,
         mut train_data,

@@ -9,8 +9,14 @@
 //! a unit's tensors share one flat buffer. Kernels named `*_bwd` that produce parameter
 //! gradients ACCUMULATE (+=) into them; what they write for activations is stated.
 mod cpu;
+// The CUDA backend, or a stand-in with the same functions when the feature is off: the
+// only `cfg` on the feature outside src/device/cuda.
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_standin.rs"]
+pub mod cuda;
+pub mod dispatch;
 mod gemm;
 pub mod select;
 mod store;

@@ -87,7 +87,9 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
         dist.size() == 1,
         "bench step measures one process: run it without mpirun"
     );
-    let mut engine = crate::cli::train::build_engine(&dist, &run_cfg)?;
+    // The CPU backend: this benchmark measures one CPU process.
+    let backend = std::sync::Arc::new(crate::device::Cpu::new(run_cfg.system.threads));
+    let mut engine = crate::cli::train::build_engine(&dist, &run_cfg, backend)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n = a.batch * a.ctx;
     let tokens: Vec<u32> = (0..n + 1)

@@ -54,6 +54,11 @@ pub fn probe() -> Result<usize, String> {
         .clone()
 }
 
+/// Runs `job` on a new backend on CUDA device `ordinal` (see `device::dispatch`).
+pub fn run_on<J: super::dispatch::OnBackend>(ordinal: usize, job: J) -> anyhow::Result<J::Out> {
+    Ok(job.run(Arc::new(Cuda::new(ordinal)?)))
+}
+
 /// The CUDA backend bound to one device.
 pub struct Cuda {
     ctx: Arc<CudaContext>,
