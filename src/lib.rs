@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod dist;
+pub mod dtype;
 pub mod metrics;
 pub mod model;
 pub mod optim;

@@ -36,10 +36,10 @@ fn json_rows_cover_the_sweep_with_consistent_fields() {
         };
         let (op, dtype) = (r["op"].as_str().unwrap(), r["dtype"].as_str().unwrap());
         assert!(["allreduce", "reducescatter", "allgather"].contains(&op));
-        assert!(["f32", "bf16", "f16"].contains(&dtype));
+        assert!(["fp32", "bf16", "fp16"].contains(&dtype));
         assert_eq!(f("ranks"), 3.0);
         let bytes = f("bytes");
-        let elem = if dtype == "f32" { 4.0 } else { 2.0 };
+        let elem = if dtype == "fp32" { 4.0 } else { 2.0 };
         assert_eq!(bytes, f("count") * elem);
         if op != "allreduce" {
             // Equal blocks: the total is a multiple of 3 ranks.

@@ -184,29 +184,7 @@ impl Default for ZeroConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    Fp32,
-    Bf16,
-    Fp16,
-}
-
-impl DType {
-    pub fn bytes(self) -> usize {
-        match self {
-            DType::Fp32 => 4,
-            DType::Bf16 | DType::Fp16 => 2,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::Fp32 => "fp32",
-            DType::Bf16 => "bf16",
-            DType::Fp16 => "fp16",
-        }
-    }
-}
+pub use crate::dtype::DType;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]

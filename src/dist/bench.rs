@@ -240,7 +240,7 @@ impl Group {
             pair_s = t.elapsed().as_secs_f64();
         }
         let pair_s = self.all_reduce_f64(pair_s, super::ScalarOp::Max);
-        let bytes = total * T::DTYPE.size_bytes();
+        let bytes = total * T::DTYPE.bytes();
         // Even, so ours-first and raw-first iterations are equally many.
         let iters = iters
             .unwrap_or_else(|| default_iters(bytes, pair_s))
@@ -277,7 +277,7 @@ impl Group {
         for &op in &opts.ops {
             for &dtype in &opts.dtypes {
                 for &bytes in &sizes {
-                    let elem = dtype.size_bytes();
+                    let elem = dtype.bytes();
                     let total = (bytes / elem / n) * n; // equal blocks for RS/AG
                     let total = if op == BenchOp::AllReduce {
                         bytes / elem
@@ -288,9 +288,9 @@ impl Group {
                         continue;
                     }
                     let m = match dtype {
-                        DType::F32 => self.measure::<f32>(op, total, opts.iters)?,
-                        DType::BF16 => self.measure::<bf16>(op, total, opts.iters)?,
-                        DType::F16 => self.measure::<f16>(op, total, opts.iters)?,
+                        DType::Fp32 => self.measure::<f32>(op, total, opts.iters)?,
+                        DType::Bf16 => self.measure::<bf16>(op, total, opts.iters)?,
+                        DType::Fp16 => self.measure::<f16>(op, total, opts.iters)?,
                     };
                     let Measured {
                         ours,
@@ -358,7 +358,7 @@ pub fn table(rows: &[Row]) -> String {
     ] {
         let big: Vec<f64> = rows
             .iter()
-            .filter(|r| r.op == op.name() && r.dtype == "f32" && r.bytes >= 1 << 20)
+            .filter(|r| r.op == op.name() && r.dtype == "fp32" && r.bytes >= 1 << 20)
             .map(|r| r.ratio)
             .collect();
         if let Some(worst) = big.iter().copied().reduce(f64::max) {
@@ -383,7 +383,7 @@ mod tests {
             max_bytes: 64 << 20,
             factor: 4,
             iters: None,
-            dtypes: vec![DType::F32],
+            dtypes: vec![DType::Fp32],
             ops: vec![BenchOp::AllReduce],
         };
         let s = o.sizes().unwrap();

@@ -5,59 +5,14 @@ use std::os::raw::{c_int, c_void};
 use half::{bf16, f16};
 use mpi::ffi;
 
-/// The element type of a buffer, as a value (for configs, logs and JSON).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    F32,
-    BF16,
-    F16,
-}
+pub use crate::dtype::DType;
 
-impl DType {
-    /// The name used on the command line, in configs and in JSON: `f32`, `bf16`, `f16`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::BF16 => "bf16",
-            DType::F16 => "f16",
-        }
-    }
-
-    /// Bytes per element.
-    pub fn size_bytes(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::BF16 | DType::F16 => 2,
-        }
-    }
-
-    /// Parses `f32`, `bf16`, `f16` (also `fp32`, `fp16`, `float32`, ...).
-    pub fn parse(s: &str) -> anyhow::Result<DType> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "f32" | "fp32" | "float32" => Ok(DType::F32),
-            "bf16" | "bfloat16" => Ok(DType::BF16),
-            "f16" | "fp16" | "float16" | "half" => Ok(DType::F16),
-            other => anyhow::bail!("unknown dtype '{other}' (expected f32, bf16 or f16)"),
-        }
-    }
-
-    /// The MPI datatype elements of this type travel as (half types as 16-bit containers).
-    pub(crate) fn mpi_datatype(self) -> ffi::MPI_Datatype {
-        match self {
-            DType::F32 => f32::mpi_datatype(),
-            DType::BF16 => bf16::mpi_datatype(),
-            DType::F16 => f16::mpi_datatype(),
-        }
-    }
-
-    /// Unit roundoff of one rounding to this type: 2^-24 (f32), 2^-8 (bf16: 8 significant
-    /// bits), 2^-11 (f16: 11 significant bits).
-    pub fn unit_roundoff(self) -> f64 {
-        match self {
-            DType::F32 => 2f64.powi(-24),
-            DType::BF16 => 2f64.powi(-8),
-            DType::F16 => 2f64.powi(-11),
-        }
+/// The MPI datatype elements of `d` travel as (half types as 16-bit containers).
+pub(crate) fn mpi_datatype(d: DType) -> ffi::MPI_Datatype {
+    match d {
+        DType::Fp32 => f32::mpi_datatype(),
+        DType::Bf16 => bf16::mpi_datatype(),
+        DType::Fp16 => f16::mpi_datatype(),
     }
 }
 
@@ -77,7 +32,7 @@ pub trait Elem: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 'st
 }
 
 impl Elem for f32 {
-    const DTYPE: DType = DType::F32;
+    const DTYPE: DType = DType::Fp32;
     #[inline]
     fn to_f32(self) -> f32 {
         self
@@ -93,7 +48,7 @@ impl Elem for f32 {
 }
 
 impl Elem for bf16 {
-    const DTYPE: DType = DType::BF16;
+    const DTYPE: DType = DType::Bf16;
     #[inline]
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
@@ -109,7 +64,7 @@ impl Elem for bf16 {
 }
 
 impl Elem for f16 {
-    const DTYPE: DType = DType::F16;
+    const DTYPE: DType = DType::Fp16;
     #[inline]
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
@@ -171,9 +126,9 @@ impl SumOps {
     pub(crate) fn sum(&self, dtype: DType) -> ffi::MPI_Op {
         match dtype {
             // SAFETY: reading an immutable handle exported by mpi-sys.
-            DType::F32 => unsafe { ffi::RSMPI_SUM },
-            DType::BF16 => self.bf16,
-            DType::F16 => self.f16,
+            DType::Fp32 => unsafe { ffi::RSMPI_SUM },
+            DType::Bf16 => self.bf16,
+            DType::Fp16 => self.f16,
         }
     }
 
@@ -227,14 +182,5 @@ mod tests {
         };
         assert_eq!(b[0], bf16::from_f32(1.0));
         assert_eq!(b[1], bf16::from_f32(1.5));
-    }
-
-    #[test]
-    fn dtype_parse_and_names() {
-        for d in [DType::F32, DType::BF16, DType::F16] {
-            assert_eq!(DType::parse(d.name()).unwrap(), d);
-        }
-        assert!(DType::parse("f64").is_err());
-        assert_eq!(DType::BF16.size_bytes(), 2);
     }
 }

@@ -9,7 +9,7 @@ use mpi::ffi;
 
 use super::call::{check, Call, Kind};
 use super::collectives::DistError;
-use super::elem::DType;
+use super::elem::{mpi_datatype, DType};
 use super::nonblocking::Request;
 use super::Group;
 
@@ -73,7 +73,7 @@ impl Group {
             send: send as *const std::ffi::c_void,
             recv: recv as *mut std::ffi::c_void,
             count,
-            datatype: dtype.mpi_datatype(),
+            datatype: mpi_datatype(dtype),
             op: self.ops.sum(dtype),
             root: 0 as c_int,
         })

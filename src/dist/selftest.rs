@@ -318,7 +318,7 @@ fn all_for<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     refusals::<T>(d, rep)?;
     nonblocking::<T>(d, rep)?;
     device::<T>(d, rep)?;
-    if T::DTYPE != DType::F32 {
+    if T::DTYPE != DType::Fp32 {
         half_rounding::<T>(d, rep)?;
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! `exposed_ms`.
 use crate::config::DType;
 use crate::device::{Backend, Store};
-use crate::dist::{DType as WireType, Group, RawCollective, Request, ScalarOp};
+use crate::dist::{Group, RawCollective, Request, ScalarOp};
 use crate::metrics::{CommCounter, CommKind};
 use serde::Serialize;
 use std::time::Instant;
@@ -120,15 +120,6 @@ impl Transport {
     }
 }
 
-/// The dtype tag `dist` uses for a run dtype.
-fn wire(d: DType) -> WireType {
-    match d {
-        DType::Fp32 => WireType::F32,
-        DType::Bf16 => WireType::BF16,
-        DType::Fp16 => WireType::F16,
-    }
-}
-
 /// Host buffers for the staged transport, kept between steps so a steady step does not
 /// allocate.
 #[derive(Debug, Default)]
@@ -212,7 +203,7 @@ pub fn start<B: Backend>(
             // SAFETY: both buffers hold at least `extents` elements (the engine sizes them
             // for the largest collective) and move into the InFlight, which keeps them
             // until the request completes.
-            let req = unsafe { group.start_raw(what, wire(dtype), send, recv, count)? };
+            let req = unsafe { group.start_raw(what, dtype, send, recv, count)? };
             (req, None)
         }
         Transport::Staged => {
@@ -222,7 +213,7 @@ pub fn start<B: Backend>(
             let (send, recv) = addresses(what, hs.as_mut_ptr(), hr.as_mut_ptr());
             // SAFETY: the host copies have the sizes `what` needs and move into the
             // InFlight (moving a Vec does not move its elements).
-            let req = unsafe { group.start_raw(what, wire(dtype), send, recv, count)? };
+            let req = unsafe { group.start_raw(what, dtype, send, recv, count)? };
             (req, Some((hs, hr)))
         }
     };
@@ -386,7 +377,7 @@ pub fn all_gather_in_place<B: Backend>(
                 Target::Mem(m) => (backend.mem_dtype(m), backend.mem_ptr(m)),
             };
             // SAFETY: the target holds `count * size` elements (a padded unit).
-            unsafe { group.run_raw(what, wire(dtype), std::ptr::null(), ptr, count)? };
+            unsafe { group.run_raw(what, dtype, std::ptr::null(), ptr, count)? };
         }
         (Transport::Staged, Target::F32(b)) => {
             let mut host = staging.take(DType::Fp32, n);
@@ -398,7 +389,7 @@ pub fn all_gather_in_place<B: Backend>(
             unsafe {
                 group.run_raw(
                     what,
-                    wire(DType::Fp32),
+                    DType::Fp32,
                     std::ptr::null(),
                     host.as_mut_ptr(),
                     count,
@@ -414,15 +405,7 @@ pub fn all_gather_in_place<B: Backend>(
             backend.download_mem(m, mine, &mut host, mine, count);
             let dtype = host.dtype();
             // SAFETY: `host` holds `count * size` elements.
-            unsafe {
-                group.run_raw(
-                    what,
-                    wire(dtype),
-                    std::ptr::null(),
-                    host.as_mut_ptr(),
-                    count,
-                )?
-            };
+            unsafe { group.run_raw(what, dtype, std::ptr::null(), host.as_mut_ptr(), count)? };
             backend.upload_mem(m, 0, &host, 0, n);
             staging.give(host);
         }
