@@ -62,7 +62,7 @@ pub fn resume<B: Backend>(
         return Ok(None);
     };
     engine.finish_import(optimizer_steps)?;
-    if engine.plan.dtype == crate::config::DType::Fp16 && scaler.is_enabled() {
+    if engine.plan().dtype == crate::config::DType::Fp16 && scaler.is_enabled() {
         engine.set_scaler(scaler);
     }
     log::info!(

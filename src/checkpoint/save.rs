@@ -49,7 +49,12 @@ pub fn save<B: Backend>(
 
     // Every rank: its own file, fsynced, with its size and checksum.
     let file = tmp.join(rank_file_name(dist.rank()));
-    let units: Vec<String> = engine.layout.units.iter().map(|u| u.name.clone()).collect();
+    let units: Vec<String> = engine
+        .layout()
+        .units
+        .iter()
+        .map(|u| u.name.clone())
+        .collect();
     rank_file::write(&file, &units, engine.state_names(), |u| {
         engine.export_unit(u)
     })
@@ -84,14 +89,14 @@ pub fn save<B: Backend>(
             step,
             optimizer_steps: engine.step,
             world: dist.size(),
-            stage: engine.plan.stage,
-            dtype: engine.plan.dtype,
+            stage: engine.plan().stage,
+            dtype: engine.plan().dtype,
             reduce_dtype: cfg.precision.reduce(),
             optimizer: cfg.train.optimizer,
             state_names: engine.state_names().iter().map(|s| s.to_string()).collect(),
             model: cfg.model.clone(),
             units: engine
-                .layout
+                .layout()
                 .units
                 .iter()
                 .map(|u| UnitEntry {

@@ -374,7 +374,11 @@ fn print_summary<B: crate::device::Backend>(dist: &Dist, cfg: &Config, engine: &
         ),
         (
             "model",
-            format!("{:?}, {} parameters", cfg.model.kind, engine.layout.numel()),
+            format!(
+                "{:?}, {} parameters",
+                cfg.model.kind,
+                engine.layout().numel()
+            ),
         ),
         (
             "per-rank memory",

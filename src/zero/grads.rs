@@ -1,68 +1,163 @@
-//! Gradients: working buffers for backward, bucketed non-blocking reductions launched as
-//! soon as a bucket's units are done (all-reduce in stage 0, reduce-scatter otherwise),
-//! unpacking into each unit's gradient home, and f32 views for the optimizer. Every
-//! buffer is backend memory; the host never reads it.
-use super::comm::{self, MemPair};
-use super::engine::{Engine, Home};
-use super::plan::GradReduction;
+//! The gradients part: each unit's gradient home (full, or this rank's shard), the f32
+//! working buffers backward writes, buckets whose non-blocking reductions start as soon
+//! as their units are done (the `GradReduction` the placements imply), unpacking into
+//! the homes, and f32 views for the optimizer. Every buffer is backend memory; the host
+//! never reads it.
+use super::comm::{self, InFlight, MemPair};
+use super::core::{Core, Home};
+use super::plan::{buckets, GradReduction};
+use crate::config::DType;
 use crate::device::Backend;
-use crate::metrics::Transient;
+use crate::metrics::{MemCounter, Transient};
+use std::collections::VecDeque;
 use std::ops::Range;
 
-impl<B: Backend> Engine<'_, B> {
+/// At most this many gradient buckets are in flight; a further one waits for the oldest.
+const MAX_BUCKETS_IN_FLIGHT: usize = 2;
+
+pub(super) struct Grads<B: Backend> {
+    homes: Vec<Home<B>>,
+    /// f32 working buffers per unit during backward (when the home is not one), and the
+    /// pool they come from (each the largest unit's size).
+    work: Vec<Option<B::Buf>>,
+    free: Vec<B::Buf>,
+    /// Units per bucket (in backward order), each unit's bucket, and how many of a
+    /// bucket's units are done this micro-batch.
+    buckets: Vec<Vec<usize>>,
+    bucket_of: Vec<usize>,
+    bucket_ready: Vec<usize>,
+    /// (send, receive) buffers sized once for the largest bucket, and the reductions in
+    /// flight (bucket, op).
+    bucket_bufs: Vec<MemPair<B>>,
+    in_flight: VecDeque<(usize, InFlight<B>)>,
+    /// Transient bytes: working and bucket buffers.
+    mem: MemCounter,
+}
+
+impl<B: Backend> Grads<B> {
+    /// Homes for every unit of the layout, zero, and buckets of `bucket_bytes`.
+    pub fn new(core: &Core<'_, B>, bucket_bytes: usize) -> anyhow::Result<Grads<B>> {
+        let (be, plan, layout) = (core.be(), &core.plan, &core.layout);
+        let dtype = plan.grad_dtype();
+        let homes = layout
+            .units
+            .iter()
+            .map(|l| {
+                Ok(if plan.shards_grads() {
+                    Home::Typed(be.alloc_mem(dtype, l.shard)?)
+                } else if dtype == DType::Fp32 {
+                    // What backward accumulates into directly.
+                    Home::F32(be.alloc(l.padded)?)
+                } else {
+                    Home::Typed(be.alloc_mem(dtype, l.padded)?)
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let buckets = buckets(layout, bucket_bytes, core.reduce.bytes());
+        let mut bucket_of = vec![0; homes.len()];
+        for (b, units) in buckets.iter().enumerate() {
+            for &u in units {
+                bucket_of[u] = b;
+            }
+        }
+        Ok(Grads {
+            work: (0..homes.len()).map(|_| None).collect(),
+            homes,
+            free: Vec::new(),
+            bucket_ready: vec![0; buckets.len()],
+            buckets,
+            bucket_of,
+            bucket_bufs: Vec::new(),
+            in_flight: VecDeque::new(),
+            mem: MemCounter::default(),
+        })
+    }
+
+    /// Bytes held: the homes, and the peak of the transient buffers.
+    pub fn memory(&self, be: &B) -> MemCounter {
+        let mut mem = self.mem;
+        mem.grads = self.homes.iter().map(|h| h.bytes(be)).sum();
+        mem
+    }
+
     /// Gives unit `u` a zeroed f32 buffer for backward unless its home is one already.
-    pub(super) fn acquire_grad_work(&mut self, u: usize) -> anyhow::Result<()> {
-        if matches!(self.grads[u], Home::F32(_)) || self.gwork[u].is_some() {
+    pub fn acquire_work(&mut self, core: &Core<'_, B>, u: usize) -> anyhow::Result<()> {
+        if matches!(self.homes[u], Home::F32(_)) || self.work[u].is_some() {
             return Ok(());
         }
-        let n = self.layout.max_padded();
-        let mut buf = match self.gfree.pop() {
+        let n = core.layout.max_padded();
+        let mut buf = match self.free.pop() {
             Some(b) => b,
-            None => self.backend.alloc(n)?,
+            None => core.be().alloc(n)?,
         };
         // Pooled at the largest unit's size; only this unit's padded length is ever read.
-        let padded = self.layout.units[u].padded;
-        self.backend.fill(&mut buf, 0, padded, 0.0);
-        self.gwork[u] = Some(buf);
-        self.transient.transient_alloc(Transient::Bucket, n * 4);
+        core.be()
+            .fill(&mut buf, 0, core.layout.units[u].padded, 0.0);
+        self.work[u] = Some(buf);
+        self.mem.transient_alloc(Transient::Bucket, n * 4);
         Ok(())
     }
 
-    fn release_grad_work(&mut self, u: usize) {
-        if let Some(buf) = self.gwork[u].take() {
-            self.gfree.push(buf);
-            self.transient
-                .transient_free(Transient::Bucket, self.layout.max_padded() * 4);
+    fn release_work(&mut self, core: &Core<'_, B>, u: usize) {
+        if let Some(buf) = self.work[u].take() {
+            self.free.push(buf);
+            self.mem
+                .transient_free(Transient::Bucket, core.layout.max_padded() * 4);
         }
     }
 
+    /// The f32 buffer backward accumulates unit `u`'s gradients into.
+    pub fn compute_mut(&mut self, u: usize) -> anyhow::Result<&mut B::Buf> {
+        f32_target(&mut self.homes[u], &mut self.work[u], u)
+    }
+
+    /// The f32 gradient buffers of unit `u` and of the tied root `r < u` at once.
+    pub fn compute_mut_with_root(
+        &mut self,
+        u: usize,
+        r: usize,
+    ) -> anyhow::Result<(&mut B::Buf, &mut B::Buf)> {
+        debug_assert!(r < u);
+        let (h_lo, h_hi) = self.homes.split_at_mut(u);
+        let (w_lo, w_hi) = self.work.split_at_mut(u);
+        Ok((
+            f32_target(&mut h_hi[0], &mut w_hi[0], u)?,
+            f32_target(&mut h_lo[r], &mut w_lo[r], r)?,
+        ))
+    }
+
     /// Unit `u`'s backward is done: fold or hand its gradients to its bucket.
-    pub(super) fn grads_ready(&mut self, u: usize, last_micro: bool) -> anyhow::Result<()> {
-        if !self.plan.shards_grads() {
+    pub fn ready(
+        &mut self,
+        core: &mut Core<'_, B>,
+        u: usize,
+        last_micro: bool,
+    ) -> anyhow::Result<()> {
+        let each_micro = core.plan.reduction() == GradReduction::ReduceScatterEachMicro;
+        if !each_micro {
             // Replicated gradients in typed memory accumulate every micro-batch.
-            if let (Home::Typed(home), Some(work)) = (&mut self.grads[u], &self.gwork[u]) {
-                let padded = self.layout.units[u].padded;
-                self.backend.mem_add_f32(home, 0, work, 0, padded);
+            if let (Home::Typed(home), Some(work)) = (&mut self.homes[u], &self.work[u]) {
+                let padded = core.layout.units[u].padded;
+                core.be().mem_add_f32(home, 0, work, 0, padded);
             }
-            self.release_grad_work(u);
+            self.release_work(core, u);
         }
-        if self.plan.shards_grads() || last_micro {
+        if each_micro || last_micro {
             let b = self.bucket_of[u];
             self.bucket_ready[b] += 1;
             if self.bucket_ready[b] == self.buckets[b].len() {
                 self.bucket_ready[b] = 0;
-                self.launch_bucket(b)?;
+                self.launch_bucket(core, b)?;
             }
         }
         Ok(())
     }
 
     /// Copies `range` of unit `u`'s current gradients into `dst[at..]`.
-    fn pack_unit(&self, u: usize, range: Range<usize>, dst: &mut B::Mem, at: usize) {
-        let be = self.backend.as_ref();
+    fn pack_unit(&self, be: &B, u: usize, range: Range<usize>, dst: &mut B::Mem, at: usize) {
         // The f32 buffer backward wrote (a working buffer, or an fp32 home), else the
         // home in typed memory.
-        match (&self.gwork[u], &self.grads[u]) {
+        match (&self.work[u], &self.homes[u]) {
             (Some(b), _) | (None, Home::F32(b)) => {
                 be.mem_from_f32(dst, at, b, range.start, range.len())
             }
@@ -70,57 +165,53 @@ impl<B: Backend> Engine<'_, B> {
         }
     }
 
-    fn take_send_recv(&mut self) -> anyhow::Result<MemPair<B>> {
-        if self.bucket_bufs.is_empty()
-            && self.in_flight.len() >= super::engine::MAX_BUCKETS_IN_FLIGHT
-        {
-            self.complete_oldest()?;
+    fn take_send_recv(&mut self, core: &mut Core<'_, B>) -> anyhow::Result<MemPair<B>> {
+        if self.bucket_bufs.is_empty() && self.in_flight.len() >= MAX_BUCKETS_IN_FLIGHT {
+            self.complete_oldest(core)?;
         }
         if let Some(bufs) = self.bucket_bufs.pop() {
             return Ok(bufs);
         }
+        let layout = &core.layout;
         let max: usize = self
             .buckets
             .iter()
-            .map(|b| {
-                b.iter()
-                    .map(|&u| self.layout.units[u].padded)
-                    .sum::<usize>()
-            })
+            .map(|b| b.iter().map(|&u| layout.units[u].padded).sum::<usize>())
             .max()
             .unwrap_or(0);
-        let recv_len = match self.plan.reduction() {
+        let recv_len = match core.plan.reduction() {
             GradReduction::AllReduce => 0, // reduced in place
-            _ => max / self.layout.world,
+            _ => max / layout.world,
         };
-        self.transient
-            .transient_alloc(Transient::Bucket, (max + recv_len) * self.reduce.bytes());
+        self.mem
+            .transient_alloc(Transient::Bucket, (max + recv_len) * core.reduce.bytes());
         Ok(MemPair {
-            send: self.backend.alloc_mem(self.reduce, max)?,
-            recv: self.backend.alloc_mem(self.reduce, recv_len)?,
+            send: core.be().alloc_mem(core.reduce, max)?,
+            recv: core.be().alloc_mem(core.reduce, recv_len)?,
         })
     }
 
     /// Packs bucket `b` and starts its reduction.
-    fn launch_bucket(&mut self, b: usize) -> anyhow::Result<()> {
-        let mut bufs = self.take_send_recv()?;
-        let world = self.layout.world;
+    fn launch_bucket(&mut self, core: &mut Core<'_, B>, b: usize) -> anyhow::Result<()> {
+        let mut bufs = self.take_send_recv(core)?;
+        let world = core.layout.world;
         let units = std::mem::take(&mut self.buckets[b]);
-        let total: usize = units.iter().map(|&u| self.layout.units[u].padded).sum();
-        let op = if self.plan.reduction() == GradReduction::AllReduce {
+        let total: usize = units.iter().map(|&u| core.layout.units[u].padded).sum();
+        let be = core.backend.as_ref();
+        let op = if core.plan.reduction() == GradReduction::AllReduce {
             let mut at = 0;
             for &u in &units {
-                let padded = self.layout.units[u].padded;
-                self.pack_unit(u, 0..padded, &mut bufs.send, at);
+                let padded = core.layout.units[u].padded;
+                self.pack_unit(be, u, 0..padded, &mut bufs.send, at);
                 at += padded;
             }
             comm::iall_reduce(
-                self.backend.as_ref(),
-                &self.dp_link,
-                &mut self.staging,
+                be,
+                &core.dp,
+                &mut core.staging,
                 bufs,
                 total,
-                &mut self.stats,
+                &mut core.stats,
             )?
         } else {
             // Reduce-scatter layout: for each rank r, every unit's r-th slice in order, so
@@ -128,24 +219,25 @@ impl<B: Backend> Engine<'_, B> {
             let mut at = 0;
             for r in 0..world {
                 for &u in &units {
-                    let range = self.layout.units[u].shard_range(r);
+                    let range = core.layout.units[u].shard_range(r);
                     let n = range.len();
-                    self.pack_unit(u, range, &mut bufs.send, at);
+                    self.pack_unit(be, u, range, &mut bufs.send, at);
                     at += n;
                 }
             }
+            let count = total / world;
             comm::ireduce_scatter(
-                self.backend.as_ref(),
-                &self.shard_link,
-                &mut self.staging,
+                be,
+                &core.shard,
+                &mut core.staging,
                 bufs,
-                total / world,
-                &mut self.stats,
+                count,
+                &mut core.stats,
             )?
         };
-        if self.plan.shards_grads() {
+        if core.plan.reduction() == GradReduction::ReduceScatterEachMicro {
             for &u in &units {
-                self.release_grad_work(u);
+                self.release_work(core, u);
             }
         }
         self.buckets[b] = units;
@@ -154,17 +246,17 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     /// Waits for the oldest reduction and unpacks it into the gradient homes.
-    fn complete_oldest(&mut self) -> anyhow::Result<()> {
+    fn complete_oldest(&mut self, core: &mut Core<'_, B>) -> anyhow::Result<()> {
         let Some((b, op)) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let be = self.backend.as_ref();
-        let reduction = self.plan.reduction();
+        let reduction = core.plan.reduction();
         let group = match reduction {
-            GradReduction::AllReduce => self.dp,
-            _ => self.shard,
+            GradReduction::AllReduce => core.dp.group,
+            _ => core.shard.group,
         };
-        let bufs = op.wait(be, group, &mut self.staging, &mut self.stats)?;
+        let be = core.backend.as_ref();
+        let bufs = op.wait(be, group, &mut core.staging, &mut core.stats)?;
         // An all-reduce's result is in its send buffer, a reduce-scatter's in recv.
         let result = match reduction {
             GradReduction::AllReduce => &bufs.send,
@@ -172,14 +264,14 @@ impl<B: Backend> Engine<'_, B> {
         };
         let mut at = 0;
         for &u in &self.buckets[b] {
-            let l = &self.layout.units[u];
+            let l = &core.layout.units[u];
             // Where the unit's reduced part goes in its home, and how long it is.
             let (dst_start, n) = match reduction {
                 GradReduction::AllReduce => (0, l.padded),
-                GradReduction::ReduceScatterAtBoundary => (l.shard_range(self.rank).start, l.shard),
+                GradReduction::ReduceScatterAtBoundary => (l.shard_range(core.rank).start, l.shard),
                 GradReduction::ReduceScatterEachMicro => (0, l.shard),
             };
-            match &mut self.grads[u] {
+            match &mut self.homes[u] {
                 Home::F32(buf) => be.mem_to_f32(buf, dst_start, result, at, n),
                 // A shard accumulates over micro-batches; a full home takes the result.
                 Home::Typed(home) if reduction == GradReduction::ReduceScatterEachMicro => {
@@ -194,16 +286,22 @@ impl<B: Backend> Engine<'_, B> {
     }
 
     /// Waits for every reduction of this step.
-    pub(super) fn finish_reductions(&mut self) -> anyhow::Result<()> {
+    pub fn finish(&mut self, core: &mut Core<'_, B>) -> anyhow::Result<()> {
         while !self.in_flight.is_empty() {
-            self.complete_oldest()?;
+            self.complete_oldest(core)?;
         }
         Ok(())
     }
 
-    pub(super) fn zero_grads(&mut self) {
-        let be = self.backend.as_ref();
-        for g in self.grads.iter_mut() {
+    /// MPI progress for the reductions in flight.
+    pub fn progress(&mut self) {
+        for (_, op) in self.in_flight.iter_mut() {
+            op.test();
+        }
+    }
+
+    pub fn zero(&mut self, be: &B) {
+        for g in self.homes.iter_mut() {
             match g {
                 Home::F32(buf) => {
                     let n = be.len(buf);
@@ -219,49 +317,43 @@ impl<B: Backend> Engine<'_, B> {
 
     /// Writes an infinity into this rank's first owned gradient element (test hook for
     /// the fp16 overflow path).
-    pub(super) fn poison_grads(&mut self) {
-        let at = self.home_range(0).start + self.owned_in_domain(0).start;
-        let be = self.backend.as_ref();
-        match &mut self.grads[0] {
-            Home::F32(buf) => be.fill(buf, at, 1, f32::INFINITY),
-            Home::Typed(m) => be.mem_fill(m, at, 1, f32::INFINITY),
+    pub fn poison(&mut self, core: &Core<'_, B>) {
+        let at = core.grad_home_range(0).start + core.owned_in_domain(0).start;
+        match &mut self.homes[0] {
+            Home::F32(buf) => core.be().fill(buf, at, 1, f32::INFINITY),
+            Home::Typed(m) => core.be().mem_fill(m, at, 1, f32::INFINITY),
         }
     }
 
-    /// Range of unit `u`'s gradient home that covers its optimizer domain.
-    pub(super) fn home_range(&self, u: usize) -> Range<usize> {
-        if self.plan.shards_grads() {
-            0..self.layout.units[u].shard
-        } else {
-            self.domain(u)
+    /// Unit `u`'s reduced gradients over its optimizer domain as an f32 buffer and the
+    /// offset where the domain starts in it: the home itself when it is fp32, else `tmp`,
+    /// converted into.
+    pub fn domain_f32<'a>(
+        &'a mut self,
+        core: &Core<'_, B>,
+        u: usize,
+        tmp: &'a mut B::Buf,
+    ) -> (&'a mut B::Buf, usize) {
+        let range = core.grad_home_range(u);
+        match &mut self.homes[u] {
+            Home::F32(b) => (b, range.start),
+            Home::Typed(s) => {
+                core.be().mem_to_f32(tmp, 0, s, range.start, range.len());
+                (tmp, 0)
+            }
         }
-    }
-
-    /// The part of unit `u`'s optimizer domain holding real elements this rank owns,
-    /// relative to the domain's start (what this rank adds to the global grad norm and
-    /// saves in checkpoints). Empty where this rank's slice is all padding; the owned range
-    /// lies inside the rank's slice, which lies inside the domain, so this cannot underflow.
-    pub(super) fn owned_in_domain(&self, u: usize) -> Range<usize> {
-        let d = self.domain(u);
-        let v = self.layout.units[u].valid_range(self.rank);
-        (v.start - d.start)..(v.end - d.start)
     }
 }
 
-/// A unit's reduced gradients over `range` of its home as an f32 buffer and the offset
-/// where the range starts in it: the home itself when it is fp32, else `tmp`, converted
-/// into.
-pub(super) fn grads_f32<'a, B: Backend>(
-    backend: &B,
+/// The f32 buffer backward writes for a unit: its working buffer, else its fp32 home.
+fn f32_target<'a, B: Backend>(
     home: &'a mut Home<B>,
-    range: Range<usize>,
-    tmp: &'a mut B::Buf,
-) -> (&'a mut B::Buf, usize) {
-    match home {
-        Home::F32(b) => (b, range.start),
-        Home::Typed(s) => {
-            backend.mem_to_f32(tmp, 0, s, range.start, range.len());
-            (tmp, 0)
-        }
+    work: &'a mut Option<B::Buf>,
+    u: usize,
+) -> anyhow::Result<&'a mut B::Buf> {
+    match (home, work) {
+        (_, Some(b)) => Ok(b),
+        (Home::F32(b), None) => Ok(b),
+        _ => anyhow::bail!("internal error: no gradient buffer for unit {u}"),
     }
 }

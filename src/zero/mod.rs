@@ -1,19 +1,24 @@
-//! The `zero` part: flat buffers, partition layout, buckets, the per-stage schedule, and
-//! memory and communication accounting. It drives any `model::Model` on any backend.
+//! The `zero` part (see docs/architecture.md): flat buffers, partition layout, placements,
+//! buckets, the schedule, and memory and communication accounting. It drives any
+//! `model::Model` on any backend.
+//!
+//! The engine (`engine.rs`) drives three parts that own their state: the parameters
+//! (`params.rs`), the gradients (`grads.rs`) and the sharded optimizer (`optimizer.rs`),
+//! which share the backend, layout, plan and groups through `core.rs`.
+mod comm;
+mod core;
+mod engine;
+mod grads;
 mod layout;
+mod optimizer;
+mod params;
 mod plan;
+mod state_io;
 
+pub use comm::CommStats;
+pub use engine::{Engine, StepOutcome};
 pub use layout::{Layout, UnitLayout, ALIGN};
 pub use plan::{
     buckets, optimizer_states, GradReduction, MemPlan, Placement, Placements, StagePlan,
 };
-mod comm;
-mod engine;
-mod grads;
-mod params;
-mod state_io;
-mod update;
-
-pub use comm::CommStats;
-pub use engine::{Engine, StepOutcome};
 pub use state_io::UnitPiece;
