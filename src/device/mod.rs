@@ -11,6 +11,7 @@
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod cuda_source;
 mod gemm;
 pub mod select;
 mod store;

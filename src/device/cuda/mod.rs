@@ -14,7 +14,8 @@ mod blas;
 mod kernels;
 mod mem;
 
-pub use kernels::{ptx as kernel_ptx, NAMES as KERNEL_NAMES};
+pub use super::cuda_source::NAMES as KERNEL_NAMES;
+pub use kernels::ptx as kernel_ptx;
 pub use mem::{CudaBuf, CudaIds, DeviceMemCounter, MemStats};
 
 use anyhow::Context as _;
