@@ -13,6 +13,8 @@ pub const SOURCE: &str = concat!(
     include_str!("cuda/kernels/embed.cu"),
     include_str!("cuda/kernels/norm.cu"),
     include_str!("cuda/kernels/softmax.cu"),
+    include_str!("cuda/kernels/convert.cu"),
+    include_str!("cuda/kernels/optim.cu"),
 );
 
 /// The program name NVRTC reports in its diagnostics.
@@ -48,6 +50,13 @@ macro_rules! with_kernel_list {
             softmax_causal_bwd => "softmax_causal_bwd_f32",
             crossentropy_fwd => "crossentropy_fwd_f32",
             crossentropy_bwd => "crossentropy_bwd_f32",
+            mem_convert => "mem_convert",
+            mem_add => "mem_add",
+            mem_fill => "mem_fill",
+            sum_squares_partial => "sum_squares_partial_f32",
+            sum_f64 => "sum_f64",
+            sgd => "sgd_f32",
+            adam => "adam_f32",
         }
     };
 }
