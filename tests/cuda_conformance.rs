@@ -14,6 +14,12 @@
 //!   (CUDA's expf/logf are within 2 ulp of the correctly rounded result, Rust's within 1)
 //!   and reductions of up to a few hundred terms summed in another order (error typically
 //!   sqrt(L)·u·Σ|x|, i.e. ~1e-6 relative here).
+//! - typed memory (`Backend::Mem`): bit-exact for every move and conversion (copies, fills,
+//!   dtype conversions, host copies: the same bit manipulation as the `half` crate) and
+//!   for the f32 adds; only a NaN that an add produces may differ in payload (x86 keeps
+//!   an operand's, the GPU returns its canonical NaN), so adds compare NaN as NaN.
+//! - optimizer updates: bit-exact (see `optimizer_update_is_bit_exact`); sum of squares
+//!   in f64: 2.5e-11 relative (see `sum_squares_in_f64`).
 //! - GEMM: |got − want| ≤ tol · (|α| |A||B| + |β| |C|) elementwise, the standard bound's
 //!   shape; tol = 1e-5 for full fp32 (k ≤ 96 → k·u ≤ 6e-6), and 4e-3 with TF32 (inputs
 //!   cut to 10 mantissa bits: at most 2^-10 each if truncated, so ≤ 2e-3 per product,
@@ -23,14 +29,15 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
-use zerotrain::config::{ModelConfig, ModelKind};
+use zerotrain::config::{DType, ModelConfig, ModelKind};
 use zerotrain::data::batch::Batch;
 use zerotrain::device::cuda::{kernel_ptx, probe, Cuda, KERNEL_NAMES};
 use zerotrain::device::select::{select, DeviceChoice};
-use zerotrain::device::{Backend, Cpu, Gemm};
+use zerotrain::device::{Backend, Cpu, Gemm, Store, Transfers};
 use zerotrain::model::attention::{self, Dims};
 use zerotrain::model::linear::Linear;
 use zerotrain::model::{build_model, LocalState, Model};
+use zerotrain::optim::{AdamRule, SgdRule, StepHyper, UpdateRule};
 
 // ---------------------------------------------------------------- harness
 
@@ -181,6 +188,297 @@ fn fill_scale_axpy_copy_upload_download() {
     // exact: one IEEE multiply and/or add per element, in the same order
     close("x", &got[0], &want[0], 0.0);
     close("y", &got[1], &want[1], 0.0);
+}
+
+// ---------------------------------------------------------------- typed memory
+
+const DTYPES: [DType; 3] = [DType::Fp32, DType::Bf16, DType::Fp16];
+
+/// Values that exercise every conversion path, then `n` random ones over a wide range of
+/// magnitudes: signed zeros, infinities, NaNs with payloads, f32 and fp16 subnormals,
+/// fp16 overflow, bf16 and fp16 rounding ties (to even, up and down) and near-ties.
+fn typed_inputs(seed: u64, n: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = [
+        0x0000_0000u32,
+        0x8000_0000,
+        0x7f80_0000,
+        0xff80_0000,
+        0x7fc0_0001, // quiet NaN with a payload
+        0xffa0_1234, // signalling NaN: quieted by conversions
+        0x0000_0001, // smallest f32 subnormal
+        0x8040_0000,
+        0x3f80_8000, // 1 + 2^-8: a bf16 tie, rounds down to even
+        0x3f81_8000, // a bf16 tie that rounds up
+        0x3f80_8001, // just above a bf16 tie
+        0x3f80_1000, // 1 + 2^-11: an fp16 tie, rounds down to even
+        0x3f80_3000, // an fp16 tie that rounds up
+        0x3380_0000, // 2^-24: the smallest fp16 subnormal
+        0x3300_0000, // 2^-25: a tie between 0 and it
+        0x3300_0001,
+        0x3880_0000, // 2^-14: the smallest fp16 normal
+        0x387f_e000, // just below it: rounds up into the normals
+        0x477f_f000, // 65520: rounds to fp16 infinity
+        0x477f_efff, // just below: 65504
+        0x7f7f_ffff, // f32 max: bf16 infinity
+    ]
+    .iter()
+    .map(|&b| f32::from_bits(b))
+    .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    v.extend((0..n).map(|_| {
+        let m: f32 = rng.gen_range(-2.0..2.0);
+        m * 2f32.powi(rng.gen_range(-30..20))
+    }));
+    v
+}
+
+/// `v` in a new buffer of `dtype` (rounded on the host by the `half` crate).
+fn mem_of<B: Backend>(be: &B, dtype: DType, v: &[f32]) -> B::Mem {
+    let mut host = Store::zeros(dtype, v.len());
+    host.write_f32(0, v);
+    let mut m = be.alloc_mem(dtype, v.len()).unwrap();
+    be.upload_mem(&mut m, 0, &host, 0, v.len());
+    m
+}
+
+fn down_mem<B: Backend>(be: &B, m: &B::Mem) -> Store {
+    let n = be.mem_len(m);
+    let mut s = Store::zeros(be.mem_dtype(m), n);
+    be.download_mem(m, 0, &mut s, 0, n);
+    be.sync().expect("no error recorded by any kernel");
+    s
+}
+
+/// Each element's bits, and whether it is NaN.
+fn elems(s: &Store) -> Vec<(u32, bool)> {
+    let b = s.dtype().bytes();
+    let mut f = vec![0.0; s.len()];
+    s.read_f32(0..s.len(), &mut f);
+    s.bytes_of(0..s.len())
+        .chunks(b)
+        .zip(f)
+        .map(|(c, v)| {
+            let mut w = [0u8; 4];
+            w[..b].copy_from_slice(c);
+            (u32::from_le_bytes(w), v.is_nan())
+        })
+        .collect()
+}
+
+/// Element-for-element equal bits; with `nan_as_nan`, any NaN matches any NaN.
+fn same_bits(what: &str, got: &Store, want: &Store, nan_as_nan: bool) {
+    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in elems(got).into_iter().zip(elems(want)).enumerate() {
+        let ok = g.0 == w.0 || (nan_as_nan && g.1 && w.1);
+        assert!(ok, "{what}[{i}]: got bits {:#x}, want {:#x}", g.0, w.0);
+    }
+}
+
+/// The results of every typed-memory operation from the same inputs, each with whether
+/// it came from an add (see `same_bits`), and the bytes the backend copied doing them.
+fn typed_ops<B: Backend>(be: &B, x: &[f32], y: &[f32]) -> (Vec<(String, Store, bool)>, Transfers) {
+    let t0 = be.transfers();
+    let n = x.len();
+    let yb = up(be, y);
+    let mut out = Vec::new();
+    for d in DTYPES {
+        let name = d.name();
+        for s in DTYPES {
+            let b = mem_of(be, s, y);
+            let mut a = mem_of(be, d, x);
+            be.mem_copy(&mut a, 7, &b, 3, n - 20);
+            out.push((
+                format!("mem_copy {name} <- {}", s.name()),
+                down_mem(be, &a),
+                false,
+            ));
+            let mut a = mem_of(be, d, x);
+            be.mem_add(&mut a, 5, &b, 11, n - 30);
+            out.push((
+                format!("mem_add {name} += {}", s.name()),
+                down_mem(be, &a),
+                true,
+            ));
+        }
+        let a = mem_of(be, d, x);
+        assert_eq!((be.mem_len(&a), be.mem_dtype(&a)), (n, d));
+        let mut f = up(be, y);
+        be.mem_to_f32(&mut f, 2, &a, 9, n - 20);
+        let mut fs = Store::zeros(DType::Fp32, n);
+        fs.write_f32(0, &down(be, &f));
+        out.push((format!("mem_to_f32 {name}"), fs, false));
+        let mut a = mem_of(be, d, x);
+        be.mem_from_f32(&mut a, 4, &yb, 6, n - 10);
+        out.push((format!("mem_from_f32 {name}"), down_mem(be, &a), false));
+        let mut a = mem_of(be, d, x);
+        be.mem_add_f32(&mut a, 1, &yb, 8, n - 10);
+        out.push((format!("mem_add_f32 {name}"), down_mem(be, &a), true));
+        let mut a = mem_of(be, d, x);
+        for (k, v) in [1.0 / 3.0, 65519.0, -1e-6, f32::INFINITY, f32::NAN, -0.0]
+            .into_iter()
+            .enumerate()
+        {
+            be.mem_fill(&mut a, 13 * k, 10 + k, v);
+        }
+        be.mem_fill(&mut a, 0, 0, 1.0); // empty: no effect
+        out.push((format!("mem_fill {name}"), down_mem(be, &a), false));
+        // partial host copies at offsets on both sides
+        let mut host = Store::zeros(d, n);
+        host.write_f32(0, y);
+        be.upload_mem(&mut a, 10, &host, 20, n / 2);
+        let mut back = Store::zeros(d, n);
+        back.write_f32(0, x);
+        be.download_mem(&a, 30, &mut back, 5, n / 2);
+        out.push((format!("upload_mem, download_mem {name}"), back, false));
+    }
+    be.sync().unwrap();
+    (out, be.transfers().since(t0))
+}
+
+#[test]
+fn typed_memory_matches_cpu_bit_for_bit() {
+    let Some(gpu) = gpu(false) else { return };
+    assert!(!gpu.host_resident());
+    let (x, y) = (typed_inputs(40, 600), typed_inputs(41, 600));
+    let (want, cpu_bytes) = typed_ops(&Cpu::new(1), &x, &y);
+    let (got, gpu_bytes) = typed_ops(&*gpu, &x, &y);
+    for ((what, g, add), (_, w, _)) in got.iter().zip(&want) {
+        same_bits(what, g, w, *add);
+    }
+    // every upload and download counted, the same bytes as the CPU backend counts
+    assert_eq!(gpu_bytes, cpu_bytes);
+    assert!(gpu_bytes.h2d > 0 && gpu_bytes.d2h > 0);
+}
+
+#[test]
+fn typed_memory_is_counted_and_has_device_addresses() {
+    let Some(gpu) = gpu(false) else { return };
+    let before = gpu.mem_stats();
+    let mut a = gpu.alloc_mem(DType::Bf16, 1000).unwrap();
+    let mut b = gpu.alloc_mem(DType::Fp32, 10).unwrap();
+    let mut f = gpu.alloc(10).unwrap();
+    let now = gpu.mem_stats();
+    assert_eq!(now.device_bytes - before.device_bytes, 2000 + 40 + 40);
+    assert_eq!(now.allocs - before.allocs, 3);
+    gpu.sync().unwrap();
+    let (pa, pb, pf) = (
+        gpu.mem_ptr(&mut a),
+        gpu.mem_ptr(&mut b),
+        gpu.buf_ptr(&mut f) as *mut u8,
+    );
+    assert!(!pa.is_null() && !pb.is_null() && !pf.is_null());
+    assert!(pa != pb && pb != pf && pa != pf, "distinct buffers");
+    assert_eq!(pa, gpu.mem_ptr(&mut a), "stable for the buffer's life");
+    drop((a, b, f));
+    assert_eq!(gpu.mem_stats().device_bytes, before.device_bytes);
+}
+
+// ---------------------------------------------------------------- optimizer
+
+/// Σ x² over a few windows of `x`, and the bytes the backend copied computing them.
+fn sum_squares_run<B: Backend>(be: &B, x: &[f32]) -> (Vec<f64>, Transfers) {
+    let xb = up(be, x);
+    let t0 = be.transfers();
+    let n = x.len();
+    let r = [(0, n), (8, n - 8), (17, 1), (5, 0), (100, 255)]
+        .iter()
+        .map(|&(off, len)| be.sum_squares(&xb, off, len).unwrap())
+        .collect();
+    (r, be.transfers().since(t0))
+}
+
+// Both backends square exactly in f64 (a 24-bit mantissa squared fits in 53 bits) and
+// add the squares in f64 in different orders (CPU: 8 lanes; GPU: per thread, then tree
+// reductions). Each sum is within (n − 1)·2^-53·Σx² of the exact one, so for n ≤ 3·10^5
+// the two agree within 2 · 3e5 · 1.1e-16 ≈ 6.7e-11 relative in the worst case and about
+// sqrt(n)·2^-53 ≈ 6e-14 typically: 2.5e-11 leaves margin over the typical case while a
+// wrong kernel (a lost block, f32 accumulation: ~1e-4 here) is far outside it.
+#[test]
+fn sum_squares_in_f64() {
+    let Some(gpu) = gpu(false) else { return };
+    let mut x = rnd(42, 300_001, 3.0);
+    x[7] = 1e30; // its square overflows f32, not f64 (window 1 leaves it out)
+    let (want, cpu_bytes) = sum_squares_run(&Cpu::new(1), &x);
+    let (got, gpu_bytes) = sum_squares_run(&*gpu, &x);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 2.5e-11 * w,
+            "window {i}: got {g}, want {w}"
+        );
+    }
+    assert_eq!(got[2], want[2], "one element: exact");
+    assert_eq!(got[3], 0.0, "empty: 0");
+    // the same windows on the device give the same bits again
+    assert_eq!(sum_squares_run(&*gpu, &x).0, got);
+    assert_eq!(gpu_bytes, cpu_bytes, "8 bytes read back per call");
+}
+
+/// Three steps of `rule` at offsets in larger buffers; params then every state.
+fn optimizer_run<B: Backend>(be: &B, rule: &UpdateRule, decay: bool) -> Vec<Vec<f32>> {
+    let (n, len) = (500, 431);
+    let mut p = up(be, &rnd(50, n, 1.0));
+    let mut states: Vec<B::Buf> = (0..rule.state_names().len() as u64)
+        .map(|k| {
+            let s: Vec<f32> = rnd(60 + k, n, 0.1).iter().map(|v| v.abs()).collect();
+            up(be, &s)
+        })
+        .collect();
+    for step in 1..=3u64 {
+        let mut g = rnd(70 + step, n, 2.0);
+        g[9] = 0.0;
+        let g = up(be, &g);
+        let hp = StepHyper {
+            lr: 1e-3 * step as f32,
+            step,
+        };
+        be.optimizer_update(rule, &hp, decay, &mut p, 7, &g, 3, &mut states, 11, len);
+    }
+    let mut out = vec![down(be, &p)];
+    out.extend(states.iter().map(|s| down(be, s)));
+    out
+}
+
+// Bit-exact: the kernels do each element's IEEE operations in the CPU's order, compiled
+// without FMA contraction and with NVRTC's default IEEE-rounded division and square root
+// (sqrt.rn, div.rn), from per-step scalars computed by the same host code
+// (`AdamRule::coef`, `SgdRule::decays`); nothing is reduced, so nothing reorders.
+#[test]
+fn optimizer_update_is_bit_exact() {
+    let Some(gpu) = gpu(false) else { return };
+    let adam = |weight_decay, decoupled| {
+        UpdateRule::Adam(AdamRule {
+            betas: [0.9, 0.99],
+            eps: 1e-8,
+            weight_decay,
+            decoupled,
+        })
+    };
+    let sgd = |momentum, weight_decay| {
+        UpdateRule::Sgd(SgdRule {
+            momentum,
+            weight_decay,
+        })
+    };
+    let rules = [
+        sgd(0.0, 0.0),
+        sgd(0.0, 0.01),
+        sgd(0.9, 0.01),
+        adam(0.0, false),
+        adam(0.1, false),
+        adam(0.1, true),
+    ];
+    for rule in rules {
+        for decay in [true, false] {
+            let want = optimizer_run(&Cpu::new(1), &rule, decay);
+            let got = optimizer_run(&*gpu, &rule, decay);
+            let names = [&["params"][..], rule.state_names()].concat();
+            for ((g, w), name) in got.into_iter().zip(want).zip(names) {
+                let what = format!("{rule:?} decay {decay}: {name}");
+                same_bits(&what, &Store::F32(g), &Store::F32(w), false);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- GEMM

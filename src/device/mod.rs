@@ -16,6 +16,7 @@ pub mod cuda;
 #[cfg(not(feature = "cuda"))]
 #[path = "cuda_standin.rs"]
 pub mod cuda;
+pub mod cuda_source;
 pub mod dispatch;
 mod gemm;
 pub mod select;

@@ -143,6 +143,14 @@ impl Store {
     pub fn try_reserve(&mut self, extra: usize) -> Result<(), std::collections::TryReserveError> {
         with_store!(self, v => v.try_reserve_exact(extra))
     }
+    /// The bytes of `self[range]` (each element's native bits), for copies to a device.
+    pub fn bytes_of(&self, range: Range<usize>) -> &[u8] {
+        with_store!(self, v => bytemuck::cast_slice(&v[range]))
+    }
+    /// The bytes of `self[range]`, mutable, for copies from a device.
+    pub fn bytes_of_mut(&mut self, range: Range<usize>) -> &mut [u8] {
+        with_store!(self, v => bytemuck::cast_slice_mut(&mut v[range]))
+    }
     /// The first byte of the elements, for handing to a communication library.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         with_store!(self, v => v.as_mut_ptr() as *mut u8)
@@ -170,6 +178,11 @@ mod tests {
             s.read_f32(0..4, &mut out);
             assert_eq!(out, [0.0, 2.0, 3.0, 0.0], "{dt:?}");
             assert_eq!(s.bytes(), 4 * dt.bytes());
+            assert_eq!(s.bytes_of(1..3).len(), 2 * dt.bytes());
+            let mut t = Store::zeros(dt, 3);
+            t.bytes_of_mut(1..3).copy_from_slice(s.bytes_of(1..3));
+            t.read_f32(0..3, &mut out[..3]);
+            assert_eq!(out[..3], [0.0, 2.0, 3.0], "{dt:?} bytes");
             let mut f = Store::zeros(DType::Fp32, 2);
             f.copy_from(0, &s, 1..3);
             assert_eq!(f, Store::F32(vec![2.0, 3.0]));

@@ -48,21 +48,36 @@ impl Adam {
     }
 }
 
-/// Scalars of one step, computed once per call (bias corrections in f64).
-#[derive(Clone, Copy)]
-struct Coef {
-    one_m_b1: f32,
-    b2: f32,
-    one_m_b2: f32,
+/// Which weight-decay form a step applies (decided once per call, so the loop carries no
+/// branch on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdamDecay {
+    /// No decay (none configured, or `decay` false for this slice).
+    None,
+    /// Adam: `l2 * p` added to the gradient.
+    L2,
+    /// AdamW: the parameter multiplied by `shrink` first.
+    Decoupled,
+}
+
+/// The scalars of one step, computed once per call on the host in f64 and cast to f32
+/// (bias corrections included): what every backend's update kernel takes, so that all
+/// of them round exactly as [`AdamRule::apply`] does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamCoef {
+    pub one_m_b1: f32,
+    pub b2: f32,
+    pub one_m_b2: f32,
     /// lr / (1 − β1^t)
-    step_size: f32,
+    pub step_size: f32,
     /// √(1 − β2^t)
-    bc2_sqrt: f32,
-    eps: f32,
+    pub bc2_sqrt: f32,
+    pub eps: f32,
     /// L2 coefficient added to the gradient (Adam with decay), else 0.
-    l2: f32,
+    pub l2: f32,
     /// Factor the parameter is multiplied by first (AdamW with decay), else 1.
-    shrink: f32,
+    pub shrink: f32,
+    pub decay: AdamDecay,
 }
 
 /// One Adam step over a slice. `L2` and `SHRINK` pick the decay form at compile time so
@@ -73,7 +88,7 @@ fn step<const L2: bool, const SHRINK: bool>(
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
-    c: Coef,
+    c: AdamCoef,
 ) {
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         if SHRINK {
@@ -88,21 +103,13 @@ fn step<const L2: bool, const SHRINK: bool>(
 }
 
 impl AdamRule {
-    /// One step over a slice: `p`, `g`, `m`, `v` of equal length. No allocation.
-    pub fn apply(
-        &self,
-        p: &mut [f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-        decay: bool,
-        hp: &StepHyper,
-    ) {
+    /// The scalars of the step `hp` for a slice with (`decay`) or without weight decay.
+    pub fn coef(&self, decay: bool, hp: &StepHyper) -> AdamCoef {
         let t = hp.step.max(1) as i32;
         let [b1, b2] = self.betas;
         let lr = hp.lr as f64;
         let wd = if decay { self.weight_decay } else { 0.0 };
-        let c = Coef {
+        AdamCoef {
             one_m_b1: (1.0 - b1) as f32,
             b2: b2 as f32,
             one_m_b2: (1.0 - b2) as f32,
@@ -115,11 +122,29 @@ impl AdamRule {
             } else {
                 1.0
             },
-        };
-        match (wd != 0.0, self.decoupled) {
-            (false, _) => step::<false, false>(p, g, m, v, c),
-            (true, false) => step::<true, false>(p, g, m, v, c),
-            (true, true) => step::<false, true>(p, g, m, v, c),
+            decay: match (wd != 0.0, self.decoupled) {
+                (false, _) => AdamDecay::None,
+                (true, false) => AdamDecay::L2,
+                (true, true) => AdamDecay::Decoupled,
+            },
+        }
+    }
+
+    /// One step over a slice: `p`, `g`, `m`, `v` of equal length. No allocation.
+    pub fn apply(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        decay: bool,
+        hp: &StepHyper,
+    ) {
+        let c = self.coef(decay, hp);
+        match c.decay {
+            AdamDecay::None => step::<false, false>(p, g, m, v, c),
+            AdamDecay::L2 => step::<true, false>(p, g, m, v, c),
+            AdamDecay::Decoupled => step::<false, true>(p, g, m, v, c),
         }
     }
 }

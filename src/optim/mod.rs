@@ -10,7 +10,7 @@ mod scaler;
 mod schedule;
 mod sgd;
 
-pub use adam::{Adam, AdamRule};
+pub use adam::{Adam, AdamCoef, AdamDecay, AdamRule};
 pub use clip::{clip_coef, has_non_finite, sum_squares};
 pub use scaler::{LossScaler, ScalerError};
 pub use schedule::lr_at;

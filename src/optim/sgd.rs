@@ -11,6 +11,10 @@ pub struct SgdRule {
 }
 
 impl SgdRule {
+    /// Whether a slice with (`decay`) or without weight decay has the decay term.
+    pub fn decays(&self, decay: bool) -> bool {
+        decay && self.weight_decay != 0.0
+    }
     /// One step over a slice; `buf` is the momentum buffer (`None` when momentum is 0).
     pub fn apply(
         &self,
@@ -21,7 +25,7 @@ impl SgdRule {
         hp: &StepHyper,
     ) {
         let (lr, mu, wd) = (hp.lr, self.momentum, self.weight_decay);
-        if decay && wd != 0.0 {
+        if self.decays(decay) {
             step::<true>(p, g, buf, lr, mu, wd);
         } else {
             step::<false>(p, g, buf, lr, mu, wd);

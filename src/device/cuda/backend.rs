@@ -1,33 +1,24 @@
 //! [`Backend`] for [`Cuda`]: buffers, copies and kernel launches on the backend's stream.
 //! Shapes and semantics follow the trait's documentation and the CPU backend exactly.
-use super::{block_rows, col_tiles, grid1, warp_rows, Cuda, CudaBuf, CudaIds};
-use crate::device::{Backend, Gemm};
-use cudarc::driver::PushKernelArg;
-
-/// Enqueues kernel `$f` with launch config `$cfg` and arguments (references) `$arg`,
-/// recording a launch failure for the next `sync`.
-macro_rules! launch {
-    ($be:expr, $f:ident, $cfg:expr, $($arg:expr),+ $(,)?) => {{
-        let mut b = $be.stream.launch_builder(&$be.k.$f);
-        $( b.arg($arg); )+
-        // SAFETY: every kernel's argument list matches its CUDA signature in kernels/,
-        // and each buffer argument is a view whose length covers what the kernel indexes
-        // for the sizes passed alongside it.
-        let r = unsafe { b.launch($cfg) };
-        $be.record(stringify!($f), r);
-    }};
-}
-
-fn u(x: usize) -> u64 {
-    x as u64
-}
+use super::{block_rows, col_tiles, grid1, u, warp_rows, Cuda, CudaBuf, CudaIds, CudaMem};
+use crate::config::DType;
+use crate::device::{Backend, Gemm, Store, Transfers};
+use crate::optim::{StepHyper, UpdateRule};
+use cudarc::driver::{DevicePtrMut, PushKernelArg};
 
 impl Backend for Cuda {
     type Buf = CudaBuf;
     type Ids = CudaIds;
+    type Mem = CudaMem;
 
     fn name(&self) -> &'static str {
         "cuda"
+    }
+    fn host_resident(&self) -> bool {
+        false
+    }
+    fn transfers(&self) -> Transfers {
+        self.transfers.get()
     }
     fn alloc(&self, len: usize) -> anyhow::Result<CudaBuf> {
         let s = self
@@ -40,6 +31,7 @@ impl Backend for Cuda {
         buf.len
     }
     fn upload_at(&self, dst: &mut CudaBuf, offset: usize, src: &[f32]) {
+        self.transfers.h2d(std::mem::size_of_val(src));
         if src.is_empty() {
             return;
         }
@@ -48,6 +40,7 @@ impl Backend for Cuda {
         self.record("upload", r);
     }
     fn download_at(&self, src: &CudaBuf, offset: usize, dst: &mut [f32]) {
+        self.transfers.d2h(std::mem::size_of_val(dst));
         if dst.is_empty() {
             return;
         }
@@ -72,6 +65,70 @@ impl Backend for Cuda {
         self.record("deferred operation", self.ctx.check_err());
         self.take_err()
     }
+
+    fn alloc_mem(&self, dtype: DType, len: usize) -> anyhow::Result<CudaMem> {
+        self.alloc_typed(dtype, len)
+    }
+    fn mem_len(&self, m: &CudaMem) -> usize {
+        m.len()
+    }
+    fn mem_dtype(&self, m: &CudaMem) -> DType {
+        m.dtype
+    }
+    fn mem_copy(&self, dst: &mut CudaMem, doff: usize, src: &CudaMem, soff: usize, len: usize) {
+        self.copy_typed(dst, doff, src, soff, len);
+    }
+    fn mem_add(&self, dst: &mut CudaMem, doff: usize, src: &CudaMem, soff: usize, len: usize) {
+        self.add_typed(dst, doff, src, soff, len);
+    }
+    fn mem_to_f32(&self, dst: &mut CudaBuf, doff: usize, src: &CudaMem, soff: usize, len: usize) {
+        self.convert(dst, doff, src, soff, len);
+    }
+    fn mem_from_f32(&self, dst: &mut CudaMem, doff: usize, src: &CudaBuf, soff: usize, len: usize) {
+        self.convert(dst, doff, src, soff, len);
+    }
+    fn mem_add_f32(&self, dst: &mut CudaMem, doff: usize, src: &CudaBuf, soff: usize, len: usize) {
+        self.add_typed(dst, doff, src, soff, len);
+    }
+    fn mem_fill(&self, m: &mut CudaMem, off: usize, len: usize, v: f32) {
+        self.fill_typed(m, off, len, v);
+    }
+    fn download_mem(&self, src: &CudaMem, soff: usize, dst: &mut Store, doff: usize, len: usize) {
+        self.download_typed(src, soff, dst, doff, len);
+    }
+    fn upload_mem(&self, dst: &mut CudaMem, doff: usize, src: &Store, soff: usize, len: usize) {
+        self.upload_typed(dst, doff, src, soff, len);
+    }
+    fn mem_ptr(&self, m: &mut CudaMem) -> *mut u8 {
+        // event tracking is off (one stream), so the guard records nothing
+        let (ptr, _guard) = m.bytes.s.device_ptr_mut(&self.stream);
+        ptr as *mut u8
+    }
+    fn buf_ptr(&self, b: &mut CudaBuf) -> *mut f32 {
+        let (ptr, _guard) = b.s.device_ptr_mut(&self.stream);
+        ptr as *mut f32
+    }
+
+    fn sum_squares(&self, x: &CudaBuf, off: usize, len: usize) -> anyhow::Result<f64> {
+        self.sum_squares_dev(x, off, len)
+    }
+    fn optimizer_update(
+        &self,
+        rule: &UpdateRule,
+        hp: &StepHyper,
+        decay: bool,
+        params: &mut CudaBuf,
+        poff: usize,
+        grads: &CudaBuf,
+        goff: usize,
+        states: &mut [CudaBuf],
+        soff: usize,
+        len: usize,
+    ) {
+        self.update_dev(
+            rule, hp, decay, params, poff, grads, goff, states, soff, len,
+        );
+    }
     fn alloc_ids(&self, len: usize) -> anyhow::Result<CudaIds> {
         let s = self
             .stream
@@ -80,6 +137,7 @@ impl Backend for Cuda {
         Ok(CudaIds::new(s, len, &self.mem))
     }
     fn upload_ids(&self, dst: &mut CudaIds, src: &[u32]) {
+        self.transfers.h2d(std::mem::size_of_val(src));
         if src.is_empty() {
             return;
         }

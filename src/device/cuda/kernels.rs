@@ -1,20 +1,12 @@
-//! The CUDA C source of every non-GEMM kernel (the `.cu` files beside this one), compiled
-//! once per process with NVRTC and loaded into each context as one module.
+//! Every non-GEMM kernel: the module of [`crate::device::cuda_source`] (the `.cu` files
+//! beside this one), compiled once per process with NVRTC and loaded into each context.
+use crate::device::cuda_source::{with_kernel_list, NVRTC_OPTIONS, PROGRAM_NAME, SOURCE};
 use anyhow::Context as _;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use std::sync::{Arc, OnceLock};
 
-/// The whole module: helpers first, then one file per kernel family.
-const SOURCE: &str = concat!(
-    include_str!("kernels/common.cuh"),
-    include_str!("kernels/elementwise.cu"),
-    include_str!("kernels/embed.cu"),
-    include_str!("kernels/norm.cu"),
-    include_str!("kernels/softmax.cu"),
-);
-
-/// Declares [`Kernels`] (one loaded function per field) and [`NAMES`] from one list.
+/// Declares [`Kernels`] (one loaded function per field) from the kernel list.
 macro_rules! kernels {
     ($($field:ident => $name:literal),* $(,)?) => {
         /// Every kernel the backend launches, loaded by name from the module.
@@ -22,8 +14,6 @@ macro_rules! kernels {
         pub struct Kernels {
             $(pub $field: CudaFunction,)*
         }
-        /// The `extern "C"` names of every kernel in [`SOURCE`].
-        pub const NAMES: &[&str] = &[$($name),*];
         impl Kernels {
             fn from_module(module: &Arc<CudaModule>) -> anyhow::Result<Kernels> {
                 Ok(Kernels {
@@ -35,28 +25,7 @@ macro_rules! kernels {
         }
     };
 }
-
-kernels! {
-    fill => "fill_f32",
-    scale => "scale_f32",
-    axpy => "axpy_f32",
-    bias_residual => "bias_residual_f32",
-    colsum_add => "colsum_add_f32",
-    gelu_fwd => "gelu_fwd_f32",
-    gelu_bwd => "gelu_bwd_f32",
-    relu_fwd => "relu_fwd_f32",
-    relu_bwd => "relu_bwd_f32",
-    embedding_fwd => "embedding_fwd_f32",
-    embedding_bwd_wte => "embedding_bwd_wte_f32",
-    embedding_bwd_wpe => "embedding_bwd_wpe_f32",
-    layernorm_fwd => "layernorm_fwd_f32",
-    layernorm_bwd_dx => "layernorm_bwd_dx_f32",
-    layernorm_bwd_params => "layernorm_bwd_params_f32",
-    softmax_causal_fwd => "softmax_causal_fwd_f32",
-    softmax_causal_bwd => "softmax_causal_bwd_f32",
-    crossentropy_fwd => "crossentropy_fwd_f32",
-    crossentropy_bwd => "crossentropy_bwd_f32",
-}
+with_kernel_list!(kernels);
 
 /// PTX text of [`SOURCE`], compiled by NVRTC on first use and kept for the life of the
 /// process. Needs only the NVRTC library (no driver, no GPU).
@@ -68,9 +37,8 @@ pub fn ptx() -> anyhow::Result<&'static str> {
             return Err("NVRTC (libnvrtc.so.13) was not found".into());
         }
         let opts = CompileOptions {
-            // no FMA contraction: elementwise results round as the CPU backend's do
-            fmad: Some(false),
-            name: Some("zerotrain_kernels.cu".into()),
+            options: NVRTC_OPTIONS.iter().map(|o| o.to_string()).collect(),
+            name: Some(PROGRAM_NAME.into()),
             ..Default::default()
         };
         cudarc::nvrtc::compile_ptx_with_opts(SOURCE, opts)

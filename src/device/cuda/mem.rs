@@ -1,4 +1,5 @@
 //! Device buffers and the per-backend count of device memory they hold.
+use crate::config::DType;
 use cudarc::driver::CudaSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -76,3 +77,29 @@ impl<T> Drop for Counted<T> {
 pub type CudaBuf = Counted<f32>;
 /// A device buffer of u32 indices.
 pub type CudaIds = Counted<u32>;
+
+/// A device buffer of one dtype (`Backend::Mem`): `len` elements kept as raw bytes
+/// (f32 values, or the bits of bf16 or fp16 values), which the conversion kernels
+/// (kernels/convert.cu) read and write by dtype.
+#[derive(Debug)]
+pub struct CudaMem {
+    /// `len * dtype.bytes()` bytes (`bytes.len`).
+    pub(super) bytes: Counted<u8>,
+    pub(super) dtype: DType,
+}
+
+impl CudaMem {
+    /// Number of elements.
+    pub(super) fn len(&self) -> usize {
+        self.bytes.len / self.dtype.bytes()
+    }
+}
+
+/// The dtype code the kernels in kernels/convert.cu take (`DT_F32`, `DT_BF16`, `DT_F16`).
+pub(super) fn dtype_code(dtype: DType) -> i32 {
+    match dtype {
+        DType::Fp32 => 0,
+        DType::Bf16 => 1,
+        DType::Fp16 => 2,
+    }
+}

@@ -9,14 +9,32 @@
 //!
 //! [`Backend`]: super::Backend
 //! [`Backend::sync`]: super::Backend::sync
+/// Enqueues kernel `$f` with launch config `$cfg` and arguments (references) `$arg`,
+/// recording a launch failure for the next `sync`.
+macro_rules! launch {
+    ($be:expr, $f:ident, $cfg:expr, $($arg:expr),+ $(,)?) => {{
+        let mut b = $be.stream.launch_builder(&$be.k.$f);
+        $( b.arg($arg); )+
+        // SAFETY: every kernel's argument list matches its CUDA signature in kernels/,
+        // and each buffer argument is a view whose length covers what the kernel indexes
+        // for the sizes passed alongside it.
+        let r = unsafe { b.launch($cfg) };
+        $be.record(stringify!($f), r);
+    }};
+}
+
 mod backend;
 mod blas;
 mod kernels;
 mod mem;
+mod optim;
+mod typed;
 
-pub use kernels::{ptx as kernel_ptx, NAMES as KERNEL_NAMES};
-pub use mem::{CudaBuf, CudaIds, DeviceMemCounter, MemStats};
+pub use super::cuda_source::NAMES as KERNEL_NAMES;
+pub use kernels::ptx as kernel_ptx;
+pub use mem::{CudaBuf, CudaIds, CudaMem, DeviceMemCounter, MemStats};
 
+use crate::device::TransferCounter;
 use anyhow::Context as _;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, LaunchConfig};
@@ -68,6 +86,9 @@ pub struct Cuda {
     /// Bound to optional kernel arguments that are absent (never read).
     dummy: CudaSlice<f32>,
     mem: Arc<DeviceMemCounter>,
+    transfers: TransferCounter,
+    /// `sum_squares`' per-block partial sums, then its result (see optim.rs).
+    sumsq: Mutex<mem::Counted<f64>>,
     /// The first error a kernel or copy met since the last `sync`.
     err: Mutex<Option<String>>,
 }
@@ -101,13 +122,17 @@ impl Cuda {
         let dummy = stream
             .alloc_zeros::<f32>(1)
             .context("allocating on the device")?;
+        let mem = Arc::new(DeviceMemCounter::default());
+        let sumsq = optim::sum_squares_scratch(&stream, &mem)?;
         let be = Cuda {
             ctx,
             stream,
             blas,
             k,
             dummy,
-            mem: Arc::new(DeviceMemCounter::default()),
+            mem,
+            transfers: TransferCounter::default(),
+            sumsq: Mutex::new(sumsq),
             err: Mutex::new(None),
         };
         be.set_tf32(true)?;
@@ -196,6 +221,11 @@ fn col_tiles(cols: usize) -> LaunchConfig {
         block_dim: (32, 32, 1),
         shared_mem_bytes: 0,
     }
+}
+
+/// A length or offset as the kernels' `u64`.
+fn u(x: usize) -> u64 {
+    x as u64
 }
 
 fn to_u32(x: usize) -> u32 {
