@@ -5,6 +5,7 @@
 #
 #   scripts/ensure-deps.sh [--python] [--slurm]
 #     --python  also numpy and h5py for python3 (`make bench`, h5py interoperability tests)
+#               and pip (tests/cuda_nvrtc_compile.rs fetches NVRTC's wheel with it)
 #     --slurm   also Slurm and munge, for the single-node Slurm test (tests/slurm_job.rs,
 #               scripts/slurm-cluster.sh); without root it only says what to install, and
 #               that test skips.
@@ -54,8 +55,17 @@ fi
 # Python numpy/h5py are used by `make bench` (numpy GEMM reference) and by the h5py
 # interoperability tests; optional for `make run`. As root with apt they come from the
 # distribution (python3-numpy, python3-h5py: Debian 12's pip refuses system-wide installs,
-# PEP 668); otherwise pip installs them for the user.
+# PEP 668); otherwise pip installs them for the user. pip itself is for the NVRTC compile
+# test, which installs the nvidia-cuda-nvrtc wheel into target/ (`pip install --target`,
+# which PEP 668 allows).
 if [ "$want_python" = 1 ]; then
+  if ! python3 -m pip --version >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && have_cmd apt-get; then
+    echo "ensure-deps: installing pip for python3 (python3-pip)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3-pip >/dev/null ||
+      echo "ensure-deps: could not install python3-pip; the NVRTC compile test will skip" >&2
+  fi
   if ! python3 -c 'import numpy, h5py' >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && have_cmd apt-get; then
       echo "ensure-deps: installing python3 numpy and h5py (python3-numpy python3-h5py)"

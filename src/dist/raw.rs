@@ -49,7 +49,7 @@ impl Group {
         recv: *mut u8,
         count: usize,
     ) -> Result<Call, DistError> {
-        let n = count.checked_mul(self.size()).unwrap_or(usize::MAX);
+        let n = count.saturating_mul(self.size());
         let (kind, count, send) = match what {
             RawCollective::AllReduceInPlace => (
                 Kind::AllReduce,
