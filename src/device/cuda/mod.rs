@@ -26,6 +26,7 @@ macro_rules! launch {
 mod backend;
 mod blas;
 mod kernels;
+mod libs;
 mod mem;
 mod optim;
 mod typed;
@@ -72,9 +73,12 @@ pub fn probe() -> Result<usize, String> {
         .clone()
 }
 
-/// Runs `job` on a new backend on CUDA device `ordinal` (see `device::dispatch`).
+/// Runs `job` on a new backend on CUDA device `ordinal` (see `device::dispatch`), after
+/// logging which CUDA libraries were loaded.
 pub fn run_on<J: super::dispatch::OnBackend>(ordinal: usize, job: J) -> anyhow::Result<J::Out> {
-    Ok(job.run(Arc::new(Cuda::new(ordinal)?)))
+    let cuda = Cuda::new(ordinal)?;
+    log::info!("CUDA libraries: {}", libs::describe_loaded());
+    Ok(job.run(Arc::new(cuda)))
 }
 
 /// The CUDA backend bound to one device.
