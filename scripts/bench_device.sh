@@ -10,7 +10,7 @@
 # Prints a table and one JSON line per (stage, variant).
 #
 #   scripts/bench_device.sh OUTDIR
-#   BEFORE_BIN=/path/to/old/zerotrain ROUNDS=3 scripts/bench_device.sh OUTDIR
+#   BEFORE_BIN=/path/to/old/zerotrain ROUNDS=3 STAGES="0 3" scripts/bench_device.sh OUTDIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/bench/device}
@@ -38,19 +38,19 @@ run() { # stage variant round
     "${dev[@]}" >/dev/null 2>&1
 }
 
-for stage in 0 1 2 3; do
+for stage in ${STAGES:-0 1 2 3}; do
   for r in $(seq 1 "$ROUNDS"); do
     for v in "${variants[@]}"; do run "$stage" "$v" "$r"; done
   done
 done
 
-python3 - "$OUT" "$ROUNDS" "${variants[@]}" <<'PY'
+python3 - "$OUT" "$ROUNDS" "${STAGES:-0 1 2 3}" "${variants[@]}" <<'PY'
 import json, sys, statistics as st
-out, rounds, variants = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+out, rounds, stages, variants = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3].split()], sys.argv[4:]
 def load(stage, v, r):
     return [json.loads(l) for l in open(f"{out}/s{stage}-{v}-{r}.jsonl")][5:]  # skip warm-up
 print(f"{'stage':>5} {'variant':>11} {'step ms':>8} {'tokens/s':>9} {'vs cpu':>7} {'h2d B/step':>11} {'d2h B/step':>11}")
-for stage in range(4):
+for stage in stages:
     med = {}
     for v in variants:
         runs = [load(stage, v, r) for r in range(1, rounds + 1)]
