@@ -91,3 +91,12 @@ fn cuda_without_a_gpu_is_a_clear_error_on_every_rank() {
     let err = fails(&["system.device=\"cuda\""], "CUDA");
     assert!(err.contains("system.device = \"cuda\""), "{err}");
 }
+
+/// NCCL asked for on a backend without device collectives (the CPU) is a clear error on
+/// every rank; an unknown value names the key.
+#[test]
+fn nccl_on_the_cpu_and_unknown_collectives_are_clear_errors() {
+    let err = fails(&["system.collectives=\"nccl\""], "system.collectives");
+    assert!(err.contains("no collective library"), "{err}");
+    fails(&["system.collectives=\"gloo\""], "system.collectives");
+}

@@ -71,6 +71,11 @@ impl OnBackend for TrainOn<'_> {
     fn run<B: Backend + 'static>(self, backend: Arc<B>) -> Result<(), Reported> {
         let (dist, cfg) = (self.dist, self.cfg);
         let mut engine = agree(dist, build_engine(dist, cfg, backend))?;
+        // Collective (NCCL where it loads on every rank, if system.collectives allows).
+        agree(dist, engine.connect_collectives())?;
+        if dist.is_root() {
+            log::info!("{}", engine.collectives_summary());
+        }
         // Collective, but every rank checks the checkpoint before its first collective and
         // all agree on the outcome, so a bad checkpoint fails alike on every rank.
         let resumed = agree(dist, checkpoint::resume(dist, &mut engine, cfg))?;
@@ -112,11 +117,7 @@ pub(crate) fn build_engine<'d, B: Backend + 'static>(
     backend: Arc<B>,
 ) -> anyhow::Result<Engine<'d, B>> {
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
-    let engine = Engine::new(dist.world(), dist.world(), backend, model, cfg)?;
-    if dist.is_root() {
-        log::info!("{}", engine.collectives_summary());
-    }
-    Ok(engine)
+    Engine::new(dist.world(), dist.world(), backend, model, cfg)
 }
 
 /// The backend `system.device` asks for on this rank (logged by rank 0).

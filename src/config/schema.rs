@@ -268,12 +268,16 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct SystemConfig {
-    /// "cpu", "cuda" or "auto".
+    /// "cpu", "cuda", "auto" or "sim".
     pub device: String,
     /// Compute threads per rank (GEMM).
     pub threads: usize,
     /// CUDA-aware MPI: "auto" (detect), "on" or "off". ZEROTRAIN_CUDA_AWARE overrides.
     pub cuda_aware: String,
+    /// How the engine's collectives reach device memory: "auto" (NCCL where the backend
+    /// has it on every rank, else MPI), "mpi" (direct when CUDA-aware, else staged) or
+    /// "nccl".
+    pub collectives: String,
 }
 
 impl Default for SystemConfig {
@@ -282,6 +286,7 @@ impl Default for SystemConfig {
             device: "cpu".into(),
             threads: 1,
             cuda_aware: "auto".into(),
+            collectives: "auto".into(),
         }
     }
 }
@@ -380,6 +385,16 @@ impl Config {
                 format!(
                     "must be \"cpu\", \"cuda\", \"auto\" or \"sim\", got {:?}",
                     self.system.device
+                ),
+            ));
+        }
+        if !matches!(self.system.collectives.as_str(), "auto" | "mpi" | "nccl") {
+            return Err(invalid(
+                file,
+                "system.collectives",
+                format!(
+                    "must be \"auto\", \"mpi\" or \"nccl\", got {:?}",
+                    self.system.collectives
                 ),
             ));
         }

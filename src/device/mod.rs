@@ -31,6 +31,20 @@ pub use transfers::{TransferCounter, Transfers};
 use crate::config::DType;
 use crate::optim::{StepHyper, UpdateRule};
 
+/// A collective a backend's own communication library (NCCL) runs on its memory, as a
+/// sum where it reduces: the same four as `dist::RawCollective`, with the same `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceCollective {
+    /// `count` elements at `recv`, in place.
+    AllReduceInPlace,
+    /// `send` holds `count * size`; this rank's block of `count` lands in `recv`.
+    ReduceScatter,
+    /// `send` holds `count`; `recv` gets every rank's block (`count * size`).
+    AllGather,
+    /// `recv` holds `count * size` with this rank's block at `rank * count`.
+    AllGatherInPlace,
+}
+
 /// A compute backend: buffer management plus the kernels the layers need.
 pub trait Backend: Send {
     /// An opaque f32 device buffer.
@@ -147,6 +161,44 @@ pub trait Backend: Send {
         soff: usize,
         len: usize,
     );
+
+    // ---- device collectives: a communication library of the backend's own (NCCL) ----
+    /// Ok when the backend can run collectives on its memory itself, else why not.
+    fn device_collectives(&self) -> Result<(), String> {
+        Err(format!(
+            "the {} backend has no collective library of its own",
+            self.name()
+        ))
+    }
+    /// A fresh communicator id, made on one rank of a group and sent to the others.
+    fn comm_id(&self) -> anyhow::Result<[u8; 128]> {
+        Err(anyhow::anyhow!(self.device_collectives().unwrap_err()))
+    }
+    /// Joins communicator `id` as `rank` of `size` ranks (every rank of the group calls
+    /// this; it returns when all have); returns the communicator's handle.
+    fn comm_join(&self, id: &[u8; 128], rank: usize, size: usize) -> anyhow::Result<usize> {
+        let _ = (id, rank, size);
+        Err(anyhow::anyhow!(self.device_collectives().unwrap_err()))
+    }
+    /// Enqueues `what` over communicator `comm` in stream order: every later kernel and
+    /// copy sees its result.
+    ///
+    /// # Safety
+    /// `send`/`recv` are addresses from [`Backend::mem_ptr`] of the sizes `what` states,
+    /// whose buffers outlive the collective.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn comm_run(
+        &self,
+        comm: usize,
+        what: DeviceCollective,
+        dtype: DType,
+        send: *const u8,
+        recv: *mut u8,
+        count: usize,
+    ) -> anyhow::Result<()> {
+        let _ = (comm, what, dtype, send, recv, count);
+        Err(anyhow::anyhow!(self.device_collectives().unwrap_err()))
+    }
 
     /// A zero-filled index buffer of `len` u32.
     fn alloc_ids(&self, len: usize) -> anyhow::Result<Self::Ids>;

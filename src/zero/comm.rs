@@ -3,7 +3,7 @@
 //! added to the step's volume, time in flight to `comm_ms` and time spent waiting to
 //! `exposed_ms`.
 use crate::config::DType;
-use crate::device::{Backend, Store};
+use crate::device::{Backend, DeviceCollective, Store};
 use crate::dist::{Group, RawCollective, Request, ScalarOp};
 use crate::metrics::{CommCounter, CommKind};
 use serde::Serialize;
@@ -98,6 +98,9 @@ pub enum Transport {
     /// Through host buffers: copy out, collective on the host copy, copy back (every
     /// copy counted in the backend's transfers).
     Staged,
+    /// The backend's own collective library (NCCL on CUDA) on communicator `comm`,
+    /// enqueued in stream order with the kernels (see [`connect_device`]).
+    Device { comm: usize },
 }
 
 impl Transport {
@@ -115,6 +118,7 @@ impl Transport {
         let name = match t {
             Transport::Direct => "direct",
             Transport::Staged => "staged through host buffers",
+            Transport::Device { .. } => "device collectives",
         };
         (t, format!("{name} ({why})"))
     }
@@ -155,7 +159,9 @@ pub struct InFlight<B: Backend> {
     bufs: MemPair<B>,
     /// Staged: the host copies MPI works on (send, receive).
     host: Option<(Store, Store)>,
-    req: Request,
+    /// The MPI request; none for a device collective, which is complete in stream order
+    /// for everything enqueued after it.
+    req: Option<Request>,
     started: Instant,
     done: Option<Instant>,
 }
@@ -179,17 +185,27 @@ fn addresses(what: RawCollective, send: *mut u8, recv: *mut u8) -> (*const u8, *
     }
 }
 
-/// Starts `what` over `bufs` (see [`RawCollective`] for what `count` counts; the in-place
-/// all-reduce reduces `bufs.send`).
+/// Starts `what` (a sum all-reduce in place, a sum reduce-scatter or an all-gather) over
+/// `bufs` (see [`RawCollective`] for what `count` counts; the in-place all-reduce reduces
+/// `bufs.send`) and counts it in `stats`.
 pub fn start<B: Backend>(
     backend: &B,
-    group: &Group,
-    transport: Transport,
+    link: &Link,
     staging: &mut StagingPool,
     what: RawCollective,
     mut bufs: MemPair<B>,
     count: usize,
+    stats: &mut CommStats,
 ) -> anyhow::Result<InFlight<B>> {
+    let (group, transport) = (link.group, link.transport);
+    // The volume as the ZeRO paper counts it (elements this rank contributes).
+    match what {
+        RawCollective::AllReduceInPlace => stats.add_allreduce(count),
+        RawCollective::ReduceScatter => stats.add_reduce_scatter(count * group.size()),
+        RawCollective::AllGather | RawCollective::AllGatherInPlace => {
+            stats.add_allgather(count * group.size())
+        }
+    }
     let dtype = backend.mem_dtype(&bufs.send);
     let (ns, nr) = extents(what, count, group.size());
     let (req, host) = match transport {
@@ -204,7 +220,18 @@ pub fn start<B: Backend>(
             // for the largest collective) and move into the InFlight, which keeps them
             // until the request completes.
             let req = unsafe { group.start_raw(what, dtype, send, recv, count)? };
-            (req, None)
+            (Some(req), None)
+        }
+        Transport::Device { comm } => {
+            let (send, recv) = addresses(
+                what,
+                backend.mem_ptr(&mut bufs.send),
+                backend.mem_ptr(&mut bufs.recv),
+            );
+            // SAFETY: as above; the buffers go back to the engine's pools only after the
+            // InFlight, and every later use of them is enqueued after the collective.
+            unsafe { backend.comm_run(comm, device_collective(what), dtype, send, recv, count)? };
+            (None, None)
         }
         Transport::Staged => {
             let mut hs = staging.take(dtype, ns);
@@ -214,7 +241,7 @@ pub fn start<B: Backend>(
             // SAFETY: the host copies have the sizes `what` needs and move into the
             // InFlight (moving a Vec does not move its elements).
             let req = unsafe { group.start_raw(what, dtype, send, recv, count)? };
-            (req, Some((hs, hr)))
+            (Some(req), Some((hs, hr)))
         }
     };
     Ok(InFlight {
@@ -231,7 +258,7 @@ pub fn start<B: Backend>(
 impl<B: Backend> InFlight<B> {
     /// Drives MPI progress; true once complete.
     pub fn test(&mut self) -> bool {
-        if self.done.is_none() && self.req.test() {
+        if self.done.is_none() && self.req.as_mut().is_none_or(|r| r.test()) {
             self.done = Some(Instant::now());
         }
         self.done.is_some()
@@ -256,7 +283,9 @@ impl<B: Backend> InFlight<B> {
             started,
             done,
         } = self;
-        req.wait();
+        if let Some(req) = req {
+            req.wait();
+        }
         if let Some((hs, hr)) = host {
             match extents(what, count, group.size()) {
                 (ns, 0) => backend.upload_mem(&mut bufs.send, 0, &hs, 0, ns),
@@ -274,71 +303,62 @@ impl<B: Backend> InFlight<B> {
     }
 }
 
-/// Starts a sum all-reduce of `bufs.send[..count]`, in place (`bufs.recv` is not used).
-pub fn iall_reduce<B: Backend>(
+/// Joins a device communicator (NCCL) over `group` when `setting` asks for one
+/// (`"nccl"`) or allows it (`"auto"`) and the backend has one on every rank of the
+/// group; returns the transport to use instead of MPI and why, or `None` to stay on MPI.
+/// Collective over `group`: every rank calls it, and all reach the same answer.
+pub fn connect_device<B: Backend>(
     backend: &B,
-    link: &Link,
-    staging: &mut StagingPool,
-    bufs: MemPair<B>,
-    count: usize,
-    stats: &mut CommStats,
-) -> anyhow::Result<InFlight<B>> {
-    stats.add_allreduce(count);
-    let what = RawCollective::AllReduceInPlace;
-    start(
-        backend,
-        link.group,
-        link.transport,
-        staging,
-        what,
-        bufs,
-        count,
-    )
-}
-
-/// Starts a sum reduce-scatter of `bufs.send[..count * size]` (one block per rank) into
-/// `bufs.recv[..count]`.
-pub fn ireduce_scatter<B: Backend>(
-    backend: &B,
-    link: &Link,
-    staging: &mut StagingPool,
-    bufs: MemPair<B>,
-    count: usize,
-    stats: &mut CommStats,
-) -> anyhow::Result<InFlight<B>> {
-    stats.add_reduce_scatter(count * link.group.size());
-    let what = RawCollective::ReduceScatter;
-    start(
-        backend,
-        link.group,
-        link.transport,
-        staging,
-        what,
-        bufs,
-        count,
-    )
-}
-
-/// Starts an all-gather of `bufs.send[..count]` into `bufs.recv[..count * size]`.
-pub fn iall_gather<B: Backend>(
-    backend: &B,
-    link: &Link,
-    staging: &mut StagingPool,
-    bufs: MemPair<B>,
-    count: usize,
-    stats: &mut CommStats,
-) -> anyhow::Result<InFlight<B>> {
-    stats.add_allgather(count * link.group.size());
-    let what = RawCollective::AllGather;
-    start(
-        backend,
-        link.group,
-        link.transport,
-        staging,
-        what,
-        bufs,
-        count,
-    )
+    group: &Group,
+    setting: &str,
+) -> anyhow::Result<Option<(Transport, String)>> {
+    if setting == "mpi" {
+        return Ok(None);
+    }
+    let here = backend.device_collectives();
+    let missing = group.all_reduce_f64(if here.is_ok() { 0.0 } else { 1.0 }, ScalarOp::Sum);
+    if missing > 0.0 {
+        return match (setting, here) {
+            ("nccl", Err(why)) => anyhow::bail!("system.collectives = \"nccl\": {why}"),
+            ("nccl", Ok(())) => anyhow::bail!(
+                "system.collectives = \"nccl\": {missing} rank(s) of group {} cannot load it",
+                group.name()
+            ),
+            _ => Ok(None),
+        };
+    }
+    // Rank 0 makes the id and sends it with a success flag, so a failure there stops
+    // every rank here rather than in the join.
+    let made = if group.rank() == 0 {
+        Some(backend.comm_id())
+    } else {
+        None
+    };
+    let mut mine = [0u64; 17];
+    if let Some(Ok(id)) = &made {
+        mine[0] = 1;
+        for (w, chunk) in mine[1..].iter_mut().zip(id.chunks(8)) {
+            *w = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+        }
+    }
+    let all = group.all_gather_u64s(&mine)?;
+    if let Some(Err(e)) = made {
+        return Err(e.context("making the NCCL id"));
+    }
+    anyhow::ensure!(
+        all[0] == 1,
+        "rank 0 of group {} could not make the NCCL id",
+        group.name()
+    );
+    let mut id = [0u8; 128];
+    for (chunk, w) in id.chunks_mut(8).zip(&all[1..17]) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    let comm = backend.comm_join(&id, group.rank(), group.size())?;
+    Ok(Some((
+        Transport::Device { comm },
+        format!("the backend's device collectives (NCCL; system.collectives = \"{setting}\")"),
+    )))
 }
 
 /// A group with the transport its collectives use.
@@ -352,6 +372,24 @@ pub struct Link<'d> {
 pub enum Target<'a, B: Backend> {
     F32(&'a mut B::Buf),
     Mem(&'a mut B::Mem),
+}
+
+/// The dtype and device address of an all-gather target.
+fn target_ptr<B: Backend>(backend: &B, target: Target<'_, B>) -> (DType, *mut u8) {
+    match target {
+        Target::F32(b) => (DType::Fp32, backend.buf_ptr(b) as *mut u8),
+        Target::Mem(m) => (backend.mem_dtype(m), backend.mem_ptr(m)),
+    }
+}
+
+/// The backend's name for an MPI-shaped collective.
+fn device_collective(what: RawCollective) -> DeviceCollective {
+    match what {
+        RawCollective::AllReduceInPlace => DeviceCollective::AllReduceInPlace,
+        RawCollective::ReduceScatter => DeviceCollective::ReduceScatter,
+        RawCollective::AllGather => DeviceCollective::AllGather,
+        RawCollective::AllGatherInPlace => DeviceCollective::AllGatherInPlace,
+    }
 }
 
 /// Blocking all-gather in place: `target[..count * size]` holds this rank's block at
@@ -372,12 +410,16 @@ pub fn all_gather_in_place<B: Backend>(
     match (link.transport, target) {
         (Transport::Direct, target) => {
             backend.sync()?;
-            let (dtype, ptr) = match target {
-                Target::F32(b) => (DType::Fp32, backend.buf_ptr(b) as *mut u8),
-                Target::Mem(m) => (backend.mem_dtype(m), backend.mem_ptr(m)),
-            };
+            let (dtype, ptr) = target_ptr(backend, target);
             // SAFETY: the target holds `count * size` elements (a padded unit).
             unsafe { group.run_raw(what, dtype, std::ptr::null(), ptr, count)? };
+        }
+        (Transport::Device { comm }, target) => {
+            let (dtype, ptr) = target_ptr(backend, target);
+            let what = DeviceCollective::AllGatherInPlace;
+            // SAFETY: the target holds `count * size` elements and outlives the stream's
+            // use of it (later work is enqueued after).
+            unsafe { backend.comm_run(comm, what, dtype, std::ptr::null(), ptr, count)? };
         }
         (Transport::Staged, Target::F32(b)) => {
             let mut host = staging.take(DType::Fp32, n);

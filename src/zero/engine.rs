@@ -65,6 +65,9 @@ pub struct Engine<'d, B: Backend> {
     clip_max: Option<f64>,
     /// The transport and why it was chosen, for the start-up summary.
     transport_why: String,
+    /// `system.collectives`: whether [`Engine::connect_collectives`] may or must use the
+    /// backend's device collectives.
+    collectives: String,
     /// Optimizer steps taken (1-based after the first).
     pub step: u64,
     /// Steps attempted, skipped ones included.
@@ -97,6 +100,11 @@ impl<'d, B: Backend> Engine<'d, B> {
         let root = model.tied_root();
         if root.is_some_and(|r| r != 0) {
             anyhow::bail!("internal error: the tied root unit must be unit 0");
+        }
+        if cfg.system.collectives == "nccl" {
+            if let Err(why) = backend.device_collectives() {
+                anyhow::bail!("system.collectives = \"nccl\": {why}");
+            }
         }
         let (transport, transport_why) = Transport::choose(backend.as_ref(), shard);
         let core = Core {
@@ -151,6 +159,7 @@ impl<'d, B: Backend> Engine<'d, B> {
             scaler,
             clip_max: (cfg.train.clip_grad > 0.0).then_some(cfg.train.clip_grad),
             transport_why,
+            collectives: cfg.system.collectives.clone(),
             step: 0,
             attempts: 0,
             inject_overflow: std::env::var("ZEROTRAIN_TEST_OVERFLOW").ok().and_then(|v| {
@@ -158,6 +167,22 @@ impl<'d, B: Backend> Engine<'d, B> {
                 Some((s.trim().parse().ok()?, r.trim().parse().ok()?))
             }),
         })
+    }
+
+    /// Moves the engine's collectives onto the backend's device collectives (NCCL) where
+    /// `system.collectives` asks for them or allows them and every rank has them; else
+    /// they stay on MPI. Collective: every rank calls it once, after `new`, before
+    /// training (the shard group is the data-parallel group, so one communicator serves).
+    pub fn connect_collectives(&mut self) -> anyhow::Result<()> {
+        let group = self.core.shard.group;
+        if let Some((transport, why)) =
+            comm::connect_device(self.core.be(), group, &self.collectives)?
+        {
+            self.core.dp.transport = transport;
+            self.core.shard.transport = transport;
+            self.transport_why = why;
+        }
+        Ok(())
     }
 
     /// The partition layout (the shard group's world).

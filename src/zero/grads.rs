@@ -8,6 +8,7 @@ use super::core::{Core, Home};
 use super::plan::{buckets, GradReduction};
 use crate::config::DType;
 use crate::device::Backend;
+use crate::dist::RawCollective;
 use crate::metrics::{MemCounter, Transient};
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -205,10 +206,11 @@ impl<B: Backend> Grads<B> {
                 self.pack_unit(be, u, 0..padded, &mut bufs.send, at);
                 at += padded;
             }
-            comm::iall_reduce(
+            comm::start(
                 be,
                 &core.dp,
                 &mut core.staging,
+                RawCollective::AllReduceInPlace,
                 bufs,
                 total,
                 &mut core.stats,
@@ -226,10 +228,11 @@ impl<B: Backend> Grads<B> {
                 }
             }
             let count = total / world;
-            comm::ireduce_scatter(
+            comm::start(
                 be,
                 &core.shard,
                 &mut core.staging,
+                RawCollective::ReduceScatter,
                 bufs,
                 count,
                 &mut core.stats,

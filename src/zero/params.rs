@@ -6,6 +6,7 @@
 use super::comm::{self, InFlight, MemPair, Target};
 use super::core::{Core, Home};
 use crate::device::{Backend, Store};
+use crate::dist::RawCollective;
 use crate::metrics::{MemCounter, Transient};
 
 pub(super) struct Params<B: Backend> {
@@ -126,10 +127,11 @@ impl<B: Backend> Params<B> {
             Home::F32(mine) => be.mem_from_f32(&mut bufs.send, 0, mine, 0, shard),
             Home::Typed(mine) => be.mem_copy(&mut bufs.send, 0, mine, 0, shard),
         }
-        comm::iall_gather(
+        comm::start(
             be,
             &core.shard,
             &mut core.staging,
+            RawCollective::AllGather,
             bufs,
             shard,
             &mut core.stats,

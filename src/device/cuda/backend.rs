@@ -2,7 +2,7 @@
 //! Shapes and semantics follow the trait's documentation and the CPU backend exactly.
 use super::{block_rows, col_tiles, grid1, u, warp_rows, Cuda, CudaBuf, CudaIds, CudaMem};
 use crate::config::DType;
-use crate::device::{Backend, Gemm, Store, Transfers};
+use crate::device::{Backend, DeviceCollective, Gemm, Store, Transfers};
 use crate::optim::{StepHyper, UpdateRule};
 use cudarc::driver::{DevicePtrMut, PushKernelArg};
 
@@ -109,6 +109,26 @@ impl Backend for Cuda {
         ptr as *mut f32
     }
 
+    fn device_collectives(&self) -> Result<(), String> {
+        self.nccl_available()
+    }
+    fn comm_id(&self) -> anyhow::Result<[u8; 128]> {
+        self.nccl_id()
+    }
+    fn comm_join(&self, id: &[u8; 128], rank: usize, size: usize) -> anyhow::Result<usize> {
+        self.nccl_join(id, rank, size)
+    }
+    unsafe fn comm_run(
+        &self,
+        comm: usize,
+        what: DeviceCollective,
+        dtype: DType,
+        send: *const u8,
+        recv: *mut u8,
+        count: usize,
+    ) -> anyhow::Result<()> {
+        self.nccl_run(comm, what, dtype, send, recv, count)
+    }
     fn sum_squares(&self, x: &CudaBuf, off: usize, len: usize) -> anyhow::Result<f64> {
         self.sum_squares_dev(x, off, len)
     }

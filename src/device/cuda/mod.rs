@@ -25,9 +25,11 @@ macro_rules! launch {
 
 mod backend;
 mod blas;
+mod collectives;
 mod kernels;
 mod libs;
 mod mem;
+mod nccl;
 mod optim;
 mod typed;
 
@@ -95,6 +97,8 @@ pub struct Cuda {
     sumsq: Mutex<mem::Counted<f64>>,
     /// The first error a kernel or copy met since the last `sync`.
     err: Mutex<Option<String>>,
+    /// NCCL communicators joined (device collectives).
+    comms: Mutex<collectives::Comms>,
 }
 
 impl std::fmt::Debug for Cuda {
@@ -138,6 +142,7 @@ impl Cuda {
             transfers: TransferCounter::default(),
             sumsq: Mutex::new(sumsq),
             err: Mutex::new(None),
+            comms: Mutex::new(collectives::Comms::default()),
         };
         be.set_tf32(true)?;
         log::info!(
