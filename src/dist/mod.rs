@@ -8,7 +8,6 @@
 use mpi::environment::Universe;
 
 mod abort;
-pub mod bench;
 mod call;
 mod collectives;
 mod cuda_aware;
@@ -18,7 +17,6 @@ mod init;
 mod logging;
 mod nonblocking;
 mod raw;
-pub mod selftest;
 mod staging;
 
 pub use abort::{abort_on_error, env_rank, eprint_line, install_panic_hook, with_rank_before_init};

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use crate::dist::bench::{self, BenchOp, BenchOpts};
+use super::comm_sweep::{self, BenchOp, BenchOpts};
 use crate::dist::{abort_on_error, with_rank_before_init, DType, Dist};
 
 #[derive(Args, Debug)]
@@ -78,7 +78,7 @@ fn body(dist: &Dist, args: &CommArgs, opts: &BenchOpts) -> Result<()> {
         }
     }
     if args.self_test {
-        let rep = crate::dist::selftest::run_on_groups(dist)?;
+        let rep = super::selftest::run_on_groups(dist)?;
         let checks = dist
             .world()
             .all_reduce_f64(rep.checks as f64, crate::dist::ScalarOp::Sum);
@@ -95,14 +95,14 @@ fn body(dist: &Dist, args: &CommArgs, opts: &BenchOpts) -> Result<()> {
         }
         return Ok(());
     }
-    let rows = dist.world().bench_comm(opts)?;
+    let rows = comm_sweep::bench_comm(dist.world(), opts)?;
     if dist.is_root() {
         if args.json {
             for r in &rows {
                 println!("{}", serde_json::to_string(r)?);
             }
         } else {
-            print!("{}", bench::table(&rows));
+            print!("{}", comm_sweep::table(&rows));
         }
     }
     Ok(())

@@ -2,7 +2,9 @@
 use clap::Subcommand;
 
 pub mod comm;
+mod comm_sweep;
 pub mod gemm;
+mod selftest;
 pub mod step;
 
 #[derive(Subcommand, Debug)]

@@ -10,14 +10,10 @@
 //! busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other two.
 use std::time::Instant;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use half::{bf16, f16};
-use mpi::collective::SystemOperation;
-use mpi::ffi;
-use mpi::raw::AsRaw;
-use mpi::traits::*;
 
-use super::{DType, Elem, Group, ReduceOp};
+use crate::dist::{DType, Elem, Group, RawCollective, ReduceOp, ScalarOp};
 
 /// A benchmarked collective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,167 +157,169 @@ struct Bufs<T> {
     b: Vec<T>,
 }
 
-impl Group {
-    /// Ours: the public wrapper. Raw: the MPI call issued directly on the same buffers.
-    fn bench_call<T: Elem>(&self, op: BenchOp, bufs: &mut Bufs<T>, raw: bool) -> Result<()> {
-        let (a, b) = (&mut bufs.a, &mut bufs.b);
-        if !raw {
-            match op {
-                BenchOp::AllReduce => self.all_reduce(a, ReduceOp::Sum)?,
-                BenchOp::ReduceScatter => self.reduce_scatter(a, b, ReduceOp::Sum)?,
-                BenchOp::AllGather => self.all_gather(a, b)?,
-            }
-            return Ok(());
+/// Ours: the public wrapper. Raw: the MPI call issued directly on the same buffers.
+fn bench_call<T: Elem>(g: &Group, op: BenchOp, bufs: &mut Bufs<T>, raw: bool) -> Result<()> {
+    let (a, b) = (&mut bufs.a, &mut bufs.b);
+    if !raw {
+        match op {
+            BenchOp::AllReduce => g.all_reduce(a, ReduceOp::Sum)?,
+            BenchOp::ReduceScatter => g.reduce_scatter(a, b, ReduceOp::Sum)?,
+            BenchOp::AllGather => g.all_gather(a, b)?,
         }
-        let in_place = self
-            .in_place
-            .context("raw all-reduce needs MPI_IN_PLACE for this MPI")?;
-        let comm = self.comm.as_raw();
-        let (dt, sum) = (T::mpi_datatype(), self.ops.sum(T::DTYPE));
-        // SAFETY: buffer sizes were made for `op` by `measure`; counts fit an int there.
-        unsafe {
-            match op {
-                BenchOp::AllReduce => ffi::MPI_Allreduce(
-                    in_place,
-                    a.as_mut_ptr().cast(),
-                    a.len() as i32,
-                    dt,
-                    sum,
-                    comm,
-                ),
-                BenchOp::ReduceScatter => ffi::MPI_Reduce_scatter_block(
-                    a.as_ptr().cast(),
-                    b.as_mut_ptr().cast(),
-                    b.len() as i32,
-                    dt,
-                    sum,
-                    comm,
-                ),
-                BenchOp::AllGather => {
-                    let n = a.len() as i32;
-                    ffi::MPI_Allgather(a.as_ptr().cast(), n, dt, b.as_mut_ptr().cast(), n, dt, comm)
-                }
-            };
-        }
-        Ok(())
+        return Ok(());
     }
-
-    /// Medians of ours and raw, and their ratio (see the module doc); `iters`: `None` for
-    /// [`default_iters`].
-    fn measure<T: Elem>(
-        &self,
-        op: BenchOp,
-        total: usize,
-        iters: Option<usize>,
-    ) -> Result<Measured> {
-        let n = self.size();
-        let block = total / n;
-        let z = T::default();
-        let mut bufs = match op {
-            BenchOp::AllReduce => Bufs {
-                a: vec![z; total],
-                b: Vec::new(),
-            },
-            BenchOp::ReduceScatter => Bufs {
-                a: vec![z; total],
-                b: vec![z; block],
-            },
-            BenchOp::AllGather => Bufs {
-                a: vec![z; block],
-                b: vec![z; total],
-            },
-        };
-        self.check_all_reduce(total)?; // counts fit an int
-        let mut pair_s = 0.0;
-        for _warm_up in 0..2 {
-            let t = Instant::now();
-            self.bench_call::<T>(op, &mut bufs, false)?;
-            self.bench_call::<T>(op, &mut bufs, true)?;
-            pair_s = t.elapsed().as_secs_f64();
-        }
-        let pair_s = self.all_reduce_f64(pair_s, super::ScalarOp::Max);
-        let bytes = total * T::DTYPE.bytes();
-        // Even, so ours-first and raw-first iterations are equally many.
-        let iters = iters
-            .unwrap_or_else(|| default_iters(bytes, pair_s))
-            .max(1)
-            .next_multiple_of(2);
-        let mut times = vec![0f64; 2 * iters]; // [ours..., raw...]
-        for it in 0..iters {
-            for k in 0..2 {
-                let raw = (k ^ (it % 2)) == 1;
-                self.barrier()?;
-                let t = Instant::now();
-                self.bench_call::<T>(op, &mut bufs, raw)?;
-                times[it + if raw { iters } else { 0 }] = t.elapsed().as_secs_f64();
-            }
-        }
-        let mut slowest = vec![0f64; times.len()];
-        self.comm
-            .all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
-        let (ours, raw) = slowest.split_at_mut(iters);
-        let (ours, raw) = (median(ours), median(raw));
-        Ok(Measured {
-            ours,
-            raw,
-            ratio: ours / raw,
-            iters,
-        })
-    }
-
-    /// Runs the sweep; every rank returns the same rows (times are the slowest rank's).
-    pub fn bench_comm(&self, opts: &BenchOpts) -> Result<Vec<Row>> {
-        let sizes = opts.sizes()?;
-        let n = self.size();
-        let mut rows = Vec::new();
-        for &op in &opts.ops {
-            for &dtype in &opts.dtypes {
-                for &bytes in &sizes {
-                    let elem = dtype.bytes();
-                    let total = (bytes / elem / n) * n; // equal blocks for RS/AG
-                    let total = if op == BenchOp::AllReduce {
-                        bytes / elem
-                    } else {
-                        total
-                    };
-                    if total == 0 {
-                        continue;
-                    }
-                    let m = match dtype {
-                        DType::Fp32 => self.measure::<f32>(op, total, opts.iters)?,
-                        DType::Bf16 => self.measure::<bf16>(op, total, opts.iters)?,
-                        DType::Fp16 => self.measure::<f16>(op, total, opts.iters)?,
-                    };
-                    let Measured {
-                        ours,
-                        raw,
-                        ratio,
-                        iters,
-                    } = m;
-                    let bytes = total * elem;
-                    let algbw = bytes as f64 / ours / 1e9;
-                    rows.push(Row {
-                        op: op.name(),
-                        dtype: dtype.name(),
-                        bytes,
-                        count: total,
-                        ranks: n,
-                        iters,
-                        ours_s: ours,
-                        raw_s: raw,
-                        ratio,
-                        algbw_gbps: algbw,
-                        busbw_gbps: algbw * op.busbw_factor(n),
-                        raw_busbw_gbps: bytes as f64 / raw / 1e9 * op.busbw_factor(n),
-                    });
-                }
-            }
-        }
-        Ok(rows)
-    }
+    // The same MPI call issued directly (dist/raw.rs), with no wrapper around it.
+    let (what, count, send, recv) = match op {
+        BenchOp::AllReduce => (
+            RawCollective::AllReduceInPlace,
+            a.len(),
+            std::ptr::null(),
+            a.as_mut_ptr() as *mut u8,
+        ),
+        BenchOp::ReduceScatter => (
+            RawCollective::ReduceScatter,
+            b.len(),
+            a.as_ptr() as *const u8,
+            b.as_mut_ptr() as *mut u8,
+        ),
+        BenchOp::AllGather => (
+            RawCollective::AllGather,
+            a.len(),
+            a.as_ptr() as *const u8,
+            b.as_mut_ptr() as *mut u8,
+        ),
+    };
+    // SAFETY: buffer sizes were made for `op` by `measure`; counts fit an int there.
+    unsafe { g.run_raw(what, T::DTYPE, send, recv, count)? };
+    Ok(())
 }
 
-/// The aligned table, with a closing line on the f32 >= 1 MiB ratios (the floor).
+/// Medians of ours and raw, and their ratio (see the module doc); `iters`: `None` for
+/// [`default_iters`].
+fn measure<T: Elem>(
+    g: &Group,
+    op: BenchOp,
+    total: usize,
+    iters: Option<usize>,
+) -> Result<Measured> {
+    let n = g.size();
+    let block = total / n;
+    let z = T::default();
+    let mut bufs = match op {
+        BenchOp::AllReduce => Bufs {
+            a: vec![z; total],
+            b: Vec::new(),
+        },
+        BenchOp::ReduceScatter => Bufs {
+            a: vec![z; total],
+            b: vec![z; block],
+        },
+        BenchOp::AllGather => Bufs {
+            a: vec![z; block],
+            b: vec![z; total],
+        },
+    };
+    g.check_all_reduce(total)?; // counts fit an int
+    let mut pair_s = 0.0;
+    for _warm_up in 0..2 {
+        let t = Instant::now();
+        bench_call::<T>(g, op, &mut bufs, false)?;
+        bench_call::<T>(g, op, &mut bufs, true)?;
+        pair_s = t.elapsed().as_secs_f64();
+    }
+    let pair_s = g.all_reduce_f64(pair_s, ScalarOp::Max);
+    let bytes = total * T::DTYPE.bytes();
+    // Even, so ours-first and raw-first iterations are equally many.
+    let iters = iters
+        .unwrap_or_else(|| default_iters(bytes, pair_s))
+        .max(1)
+        .next_multiple_of(2);
+    let mut times = vec![0f64; 2 * iters]; // [ours..., raw...]
+    for it in 0..iters {
+        for k in 0..2 {
+            let raw = (k ^ (it % 2)) == 1;
+            g.barrier()?;
+            let t = Instant::now();
+            bench_call::<T>(g, op, &mut bufs, raw)?;
+            times[it + if raw { iters } else { 0 }] = t.elapsed().as_secs_f64();
+        }
+    }
+    let mut slowest = slowest_rank(g, &times)?;
+    let (ours, raw) = slowest.split_at_mut(iters);
+    let (ours, raw) = (median(ours), median(raw));
+    Ok(Measured {
+        ours,
+        raw,
+        ratio: ours / raw,
+        iters,
+    })
+}
+
+/// Runs the sweep; every rank returns the same rows (times are the slowest rank's).
+pub fn bench_comm(g: &Group, opts: &BenchOpts) -> Result<Vec<Row>> {
+    let sizes = opts.sizes()?;
+    let n = g.size();
+    let mut rows = Vec::new();
+    for &op in &opts.ops {
+        for &dtype in &opts.dtypes {
+            for &bytes in &sizes {
+                let elem = dtype.bytes();
+                let total = (bytes / elem / n) * n; // equal blocks for RS/AG
+                let total = if op == BenchOp::AllReduce {
+                    bytes / elem
+                } else {
+                    total
+                };
+                if total == 0 {
+                    continue;
+                }
+                let m = match dtype {
+                    DType::Fp32 => measure::<f32>(g, op, total, opts.iters)?,
+                    DType::Bf16 => measure::<bf16>(g, op, total, opts.iters)?,
+                    DType::Fp16 => measure::<f16>(g, op, total, opts.iters)?,
+                };
+                let Measured {
+                    ours,
+                    raw,
+                    ratio,
+                    iters,
+                } = m;
+                let bytes = total * elem;
+                let algbw = bytes as f64 / ours / 1e9;
+                rows.push(Row {
+                    op: op.name(),
+                    dtype: dtype.name(),
+                    bytes,
+                    count: total,
+                    ranks: n,
+                    iters,
+                    ours_s: ours,
+                    raw_s: raw,
+                    ratio,
+                    algbw_gbps: algbw,
+                    busbw_gbps: algbw * op.busbw_factor(n),
+                    raw_busbw_gbps: bytes as f64 / raw / 1e9 * op.busbw_factor(n),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Element-wise maximum of `times` over the group's ranks.
+fn slowest_rank(g: &Group, times: &[f64]) -> Result<Vec<f64>> {
+    let bits: Vec<u64> = times.iter().map(|t| t.to_bits()).collect();
+    let all = g.all_gather_u64s(&bits)?;
+    Ok((0..times.len())
+        .map(|i| {
+            all.chunks(times.len())
+                .map(|rank| f64::from_bits(rank[i]))
+                .fold(0.0, f64::max)
+        })
+        .collect())
+}
+
+/// The aligned table, with a closing line on the fp32 >= 1 MiB ratios (the floor).
 pub fn table(rows: &[Row]) -> String {
     let mut s = format!(
         "{:<14} {:<5} {:>10} {:>5} {:>5} {:>11} {:>11} {:>6} {:>10} {:>10}\n",
@@ -363,7 +361,7 @@ pub fn table(rows: &[Row]) -> String {
             .collect();
         if let Some(worst) = big.iter().copied().reduce(f64::max) {
             s += &format!(
-                "{}: f32 >= 1 MiB: worst ratio ours/raw {worst:.3} over {} sizes\n",
+                "{}: fp32 >= 1 MiB: worst ratio ours/raw {worst:.3} over {} sizes\n",
                 op.name(),
                 big.len()
             );

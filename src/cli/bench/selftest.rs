@@ -4,7 +4,7 @@
 use anyhow::{bail, ensure, Result};
 use half::{bf16, f16};
 
-use super::{DType, DeviceBuf, Dist, Elem, Group, ReduceOp, ScalarOp};
+use crate::dist::{DType, DeviceBuf, Dist, Elem, Group, ReduceOp, ScalarOp};
 
 /// Lengths for all-reduce and broadcast: zero, odd, and not divisible by 2, 3 or 4.
 const LENS: [usize; 6] = [0, 1, 7, 13, 1000, 4099];
