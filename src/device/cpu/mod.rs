@@ -5,7 +5,11 @@
 //! a test instrument and debugging aid: its memory is treated as device memory the host
 //! may not read (no host views, `host_resident` false), so the engine must reach it
 //! through explicit, counted copies or hand it to a device-aware transport, exactly as
-//! on a GPU. It runs the engine's GPU data path in CI, where there is no GPU.
+//! on a GPU. It runs the engine's GPU data path in CI, where there is no GPU. It also
+//! checks the one ordering rule a GPU imposes that a synchronous CPU would hide: memory
+//! handed to a device-aware transport (`mem_ptr`, `buf_ptr`) while kernels or uploads are
+//! still queued, i.e. without a `sync` since they were issued, is an error that the next
+//! `sync` reports (downloads wait for queued work, as a CUDA copy to the host does).
 mod blas;
 mod elementwise;
 mod embed;
@@ -16,6 +20,8 @@ mod softmax;
 use super::{Backend, Gemm, Store, TransferCounter, Transfers};
 use crate::config::DType;
 use crate::optim::{StepHyper, UpdateRule};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// A host buffer of f32.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +42,11 @@ pub struct Cpu {
     /// The simulated device: no host views, memory not host-resident.
     sim: bool,
     transfers: TransferCounter,
+    /// Simulated device: kernels or uploads issued since the last wait (a GPU would still
+    /// have them queued).
+    queued: AtomicBool,
+    /// Simulated device: the first ordering error since the last `sync`.
+    err: Mutex<Option<String>>,
 }
 
 impl Cpu {
@@ -48,6 +59,8 @@ impl Cpu {
             threads,
             sim: false,
             transfers: TransferCounter::default(),
+            queued: AtomicBool::new(false),
+            err: Mutex::new(None),
         }
     }
     /// The simulated device on the CPU kernels (see the module documentation).
@@ -55,6 +68,26 @@ impl Cpu {
         Cpu {
             sim: true,
             ..Cpu::new(threads)
+        }
+    }
+    /// Notes work a GPU would queue (simulated device only).
+    fn enqueued(&self) {
+        if self.sim {
+            self.queued.store(true, Ordering::Relaxed);
+        }
+    }
+    /// Notes that the host waited for all queued work.
+    fn waited(&self) {
+        self.queued.store(false, Ordering::Relaxed);
+    }
+    /// Memory is handed to a transport: on the simulated device, queued work means a
+    /// missing sync, kept for the next `sync` to report.
+    fn handed_out(&self, what: &str) {
+        if self.sim && self.queued.load(Ordering::Relaxed) {
+            let mut err = self.err.lock().unwrap_or_else(|e| e.into_inner());
+            err.get_or_insert_with(|| {
+                format!("{what}: device memory handed to a transport with kernels still queued (a sync is missing before the collective)")
+            });
         }
     }
     /// Threads used by matrix products.
@@ -109,10 +142,12 @@ impl Backend for Cpu {
         buf.0.len()
     }
     fn upload_at(&self, dst: &mut CpuBuf, offset: usize, src: &[f32]) {
+        self.enqueued();
         self.transfers.h2d(std::mem::size_of_val(src));
         dst.0[offset..offset + src.len()].copy_from_slice(src);
     }
     fn download_at(&self, src: &CpuBuf, offset: usize, dst: &mut [f32]) {
+        self.waited();
         self.transfers.d2h(std::mem::size_of_val(dst));
         dst.copy_from_slice(&src.0[offset..offset + dst.len()]);
     }
@@ -123,7 +158,11 @@ impl Backend for Cpu {
         (!self.sim).then_some(&mut buf.0[..])
     }
     fn sync(&self) -> anyhow::Result<()> {
-        Ok(())
+        self.waited();
+        match self.err.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(e) => Err(anyhow::anyhow!(e)),
+            None => Ok(()),
+        }
     }
 
     fn alloc_mem(&self, dtype: DType, len: usize) -> anyhow::Result<CpuMem> {
@@ -140,40 +179,51 @@ impl Backend for Cpu {
         m.0.dtype()
     }
     fn mem_copy(&self, dst: &mut CpuMem, doff: usize, src: &CpuMem, soff: usize, len: usize) {
+        self.enqueued();
         dst.0.copy_from(doff, &src.0, soff..soff + len);
     }
     fn mem_add(&self, dst: &mut CpuMem, doff: usize, src: &CpuMem, soff: usize, len: usize) {
+        self.enqueued();
         dst.0.add_from(doff, &src.0, soff..soff + len);
     }
     fn mem_to_f32(&self, dst: &mut CpuBuf, doff: usize, src: &CpuMem, soff: usize, len: usize) {
+        self.enqueued();
         src.0
             .read_f32(soff..soff + len, &mut dst.0[doff..doff + len]);
     }
     fn mem_from_f32(&self, dst: &mut CpuMem, doff: usize, src: &CpuBuf, soff: usize, len: usize) {
+        self.enqueued();
         dst.0.write_f32(doff, &src.0[soff..soff + len]);
     }
     fn mem_add_f32(&self, dst: &mut CpuMem, doff: usize, src: &CpuBuf, soff: usize, len: usize) {
+        self.enqueued();
         dst.0.add_f32(doff, &src.0[soff..soff + len]);
     }
     fn mem_fill(&self, m: &mut CpuMem, off: usize, len: usize, v: f32) {
+        self.enqueued();
         m.0.fill(off..off + len, v);
     }
     fn download_mem(&self, src: &CpuMem, soff: usize, dst: &mut Store, doff: usize, len: usize) {
+        self.waited();
         self.transfers.d2h(len * src.0.dtype().bytes());
         dst.copy_from(doff, &src.0, soff..soff + len);
     }
     fn upload_mem(&self, dst: &mut CpuMem, doff: usize, src: &Store, soff: usize, len: usize) {
+        self.enqueued();
         self.transfers.h2d(len * src.dtype().bytes());
         dst.0.copy_from(doff, src, soff..soff + len);
     }
     fn mem_ptr(&self, m: &mut CpuMem) -> *mut u8 {
+        self.handed_out("mem_ptr");
         m.0.as_mut_ptr()
     }
     fn buf_ptr(&self, b: &mut CpuBuf) -> *mut f32 {
+        self.handed_out("buf_ptr");
         b.0.as_mut_ptr()
     }
 
     fn sum_squares(&self, x: &CpuBuf, off: usize, len: usize) -> anyhow::Result<f64> {
+        self.waited(); // the result is read on the host
         self.transfers.d2h(std::mem::size_of::<f64>());
         Ok(crate::optim::sum_squares(&x.0[off..off + len]))
     }
@@ -190,6 +240,7 @@ impl Backend for Cpu {
         soff: usize,
         len: usize,
     ) {
+        self.enqueued();
         let p = &mut params.0[poff..poff + len];
         let g = &grads.0[goff..goff + len];
         let s = soff..soff + len;
@@ -205,26 +256,32 @@ impl Backend for Cpu {
         Ok(CpuIds(zeroed(len, "ids")?))
     }
     fn upload_ids(&self, dst: &mut CpuIds, src: &[u32]) {
+        self.enqueued();
         self.transfers.h2d(std::mem::size_of_val(src));
         dst.0[..src.len()].copy_from_slice(src);
     }
 
     fn fill(&self, x: &mut CpuBuf, off: usize, len: usize, v: f32) {
+        self.enqueued();
         x.0[off..off + len].fill(v);
     }
     fn scale(&self, x: &mut CpuBuf, off: usize, len: usize, a: f32) {
+        self.enqueued();
         x.0[off..off + len].iter_mut().for_each(|v| *v *= a);
     }
     fn axpy(&self, y: &mut CpuBuf, yoff: usize, a: f32, x: &CpuBuf, xoff: usize, len: usize) {
+        self.enqueued();
         let x = &x.0[xoff..xoff + len];
         for (y, x) in y.0[yoff..yoff + len].iter_mut().zip(x) {
             *y += a * x;
         }
     }
     fn copy(&self, dst: &mut CpuBuf, doff: usize, src: &CpuBuf, soff: usize, len: usize) {
+        self.enqueued();
         dst.0[doff..doff + len].copy_from_slice(&src.0[soff..soff + len]);
     }
     fn gemm(&self, g: &Gemm, a: &CpuBuf, b: &CpuBuf, c: &mut CpuBuf) {
+        self.enqueued();
         blas::sgemm(g, &a.0, &b.0, &mut c.0);
     }
     fn bias_residual(
@@ -391,5 +448,31 @@ impl Backend for Cpu {
         scale: f32,
     ) {
         softmax::crossentropy_bwd(&mut logits.0[..rows * v], &targets.0[..rows], v, scale);
+    }
+}
+
+#[cfg(test)]
+mod sim_tests {
+    use super::*;
+
+    #[test]
+    fn handing_out_memory_with_queued_kernels_is_an_error_at_the_next_sync() {
+        for sim in [false, true] {
+            let be = if sim { Cpu::sim(1) } else { Cpu::new(1) };
+            let mut m = be.alloc_mem(DType::Bf16, 8).unwrap();
+            be.mem_fill(&mut m, 0, 8, 1.0);
+            be.mem_ptr(&mut m); // no sync since the fill
+            let r = be.sync();
+            assert_eq!(r.is_err(), sim, "sim {sim}: {r:?}");
+            // After a sync (or a download, which waits) it may be handed out.
+            be.mem_fill(&mut m, 0, 8, 2.0);
+            be.sync().unwrap();
+            be.mem_ptr(&mut m);
+            let mut b = be.alloc(4).unwrap();
+            be.fill(&mut b, 0, 4, 1.0);
+            be.download(&b, &mut [0.0; 4]);
+            be.buf_ptr(&mut b);
+            be.sync().unwrap();
+        }
     }
 }
