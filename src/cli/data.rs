@@ -173,7 +173,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if m.kind == Kind::Classify {
         spec.ctx = 0;
     }
-    let r = crate::data::bench::bench(&cfg, &model, spec, a.batches)?;
+    let r = crate::data::bench::bench(&cfg, crate::data::Feed::from(&model), spec, a.batches)?;
     let unit = if m.kind == Kind::Tokens {
         "tokens"
     } else {

@@ -8,7 +8,7 @@
 use crate::checkpoint;
 use crate::config::{Config, DataSource, ModelKind};
 use crate::data::batch::Batch;
-use crate::data::{open_source, BatchSource, LoaderSpec, LoaderState, Split};
+use crate::data::{open_source, BatchSource, Feed, LoaderSpec, LoaderState, Split};
 use crate::device::dispatch::{run_on, OnBackend};
 use crate::device::select::DeviceChoice;
 use crate::device::Backend;
@@ -194,7 +194,7 @@ fn open_split(
         split,
         prefetch: cfg.data.prefetch,
     };
-    open_source(&cfg.data, &cfg.model, spec, resume)
+    open_source(&cfg.data, Feed::from(&cfg.model), spec, resume)
 }
 
 fn train<B: Backend>(

@@ -1,6 +1,7 @@
 //! `zerotrain data bench`: loader throughput as the consumer sees it.
 use super::source::{open_source, LoaderSpec};
-use crate::config::{DataConfig, ModelConfig};
+use super::Feed;
+use crate::config::DataConfig;
 use anyhow::Result;
 use std::time::Instant;
 
@@ -20,11 +21,11 @@ pub struct BenchResult {
 /// work between them, so the rate is the loader's own.
 pub fn bench(
     cfg: &DataConfig,
-    model: &ModelConfig,
+    feed: Feed,
     spec: LoaderSpec,
     batches: usize,
 ) -> Result<BenchResult> {
-    let mut src = open_source(cfg, model, spec, None)?;
+    let mut src = open_source(cfg, feed, spec, None)?;
     // The first batch includes thread start-up and file opening warm-up.
     src.next_batch()?;
     let t = Instant::now();

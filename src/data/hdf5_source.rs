@@ -6,7 +6,8 @@ use super::sampler::{LoaderState, Sampler};
 use super::shard::Shard;
 use super::source::{start_state, LoaderSpec, Producer};
 use super::Batch;
-use crate::config::{ModelConfig, ModelKind, Sampling};
+use super::Feed;
+use crate::config::Sampling;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -101,34 +102,31 @@ impl Hdf5Producer {
     /// Opens and checks every shard of the split, and the data against the model.
     pub fn open(
         dir: &Path,
-        model: &ModelConfig,
+        feed: Feed,
         spec: &LoaderSpec,
         resume: Option<LoaderState>,
     ) -> Result<Self> {
         let mpath = dir.join(super::manifest::MANIFEST);
         let (m, sampler) = open_sampler(dir, spec, resume)?;
-        let width = match (model.kind, m.kind) {
-            (ModelKind::Gpt, Kind::Tokens) => {
-                if m.vocab_size > model.vocab {
+        let width = match (feed, m.kind) {
+            (Feed::Tokens { vocab }, Kind::Tokens) => {
+                if m.vocab_size > vocab {
                     bail!(
-                        "{}: the vocabulary has {} tokens but model.vocab is {}",
+                        "{}: the vocabulary has {} tokens but model.vocab is {vocab}",
                         mpath.display(),
                         m.vocab_size,
-                        model.vocab
                     );
                 }
                 spec.ctx
             }
-            (ModelKind::Mlp, Kind::Classify) => {
-                if m.features != model.inputs || m.classes > model.classes {
+            (Feed::Rows { inputs, classes }, Kind::Classify) => {
+                if m.features != inputs || m.classes > classes {
                     bail!(
                         "{}: the data has {} features and {} classes but the model has \
-                         model.inputs = {} and model.classes = {}",
+                         model.inputs = {inputs} and model.classes = {classes}",
                         mpath.display(),
                         m.features,
                         m.classes,
-                        model.inputs,
-                        model.classes
                     );
                 }
                 if spec.ctx != 0 && spec.ctx != m.features {
@@ -140,9 +138,13 @@ impl Hdf5Producer {
                 }
                 m.features
             }
-            (mk, dk) => bail!(
-                "{}: a {dk:?} dataset cannot feed model.kind = {mk:?}",
-                mpath.display()
+            (feed, dk) => bail!(
+                "{}: a {dk:?} dataset cannot feed model.kind = {}",
+                mpath.display(),
+                match feed {
+                    Feed::Tokens { .. } => "gpt",
+                    Feed::Rows { .. } => "mlp",
+                }
             ),
         };
         let mut shards: Vec<Option<Shard>> = (0..m.shards.len()).map(|_| None).collect();

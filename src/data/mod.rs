@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod bench;
 pub mod error;
+mod feed;
 pub mod hdf5_source;
 pub mod inspect;
 pub mod manifest;
@@ -20,6 +21,7 @@ pub mod writer;
 
 pub use batch::Batch;
 pub use error::DataError;
+pub use feed::Feed;
 pub use hdf5_source::open_sampler;
 pub use manifest::{IntType, Kind, Manifest, ShardEntry, Split};
 pub use sampler::{LoaderState, SampleRef, Sampler};

@@ -3,8 +3,9 @@ use super::hdf5_source::Hdf5Producer;
 use super::prefetch::Prefetcher;
 use super::sampler::LoaderState;
 use super::synthetic::SyntheticProducer;
+use super::Feed;
 use super::{Batch, Split};
-use crate::config::{DataConfig, DataSource, ModelConfig, Sampling};
+use crate::config::{DataConfig, DataSource, Sampling};
 use anyhow::{bail, Result};
 
 /// What one rank asks of the loader.
@@ -69,21 +70,22 @@ pub(crate) fn start_state(spec: &LoaderSpec, resume: Option<LoaderState>) -> Res
     }
 }
 
-/// Opens the source `cfg` describes for `model`, starting at `resume` (or the beginning),
+/// Opens the source `cfg` describes for samples shaped as `feed` says, starting at `resume` (or the beginning),
 /// with a prefetch thread. Bad data is reported here where it can be (missing or corrupt
 /// shard, wrong dtype or count, empty split, ctx too long), else by the `next_batch`
 /// whose data is bad (token outside the vocabulary: file and position).
 pub fn open_source(
     cfg: &DataConfig,
-    model: &ModelConfig,
+    feed: impl Into<Feed>,
     spec: LoaderSpec,
     resume: Option<LoaderState>,
 ) -> Result<Box<dyn BatchSource>> {
+    let feed = feed.into();
     let producer: Box<dyn Producer> = match cfg.source {
-        DataSource::Synthetic => Box::new(SyntheticProducer::new(model, &spec, resume)?),
+        DataSource::Synthetic => Box::new(SyntheticProducer::new(feed, &spec, resume)?),
         DataSource::Hdf5 => Box::new(Hdf5Producer::open(
             std::path::Path::new(&cfg.path),
-            model,
+            feed,
             &spec,
             resume,
         )?),

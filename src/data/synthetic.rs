@@ -10,13 +10,12 @@ use super::rng::{rng_for, SYNTH};
 use super::sampler::LoaderState;
 use super::source::{start_state, LoaderSpec, Producer};
 use super::teacher::Teacher;
+use super::Feed;
 use super::{Batch, Split};
-use crate::config::{ModelConfig, ModelKind};
 use anyhow::{bail, Result};
 use rand::Rng;
 
 pub struct SyntheticProducer {
-    kind: ModelKind,
     seed: u64,
     split: u64,
     first: usize,
@@ -31,29 +30,23 @@ pub struct SyntheticProducer {
 }
 
 impl SyntheticProducer {
-    pub fn new(
-        model: &ModelConfig,
-        spec: &LoaderSpec,
-        resume: Option<LoaderState>,
-    ) -> Result<Self> {
+    pub fn new(feed: Feed, spec: &LoaderSpec, resume: Option<LoaderState>) -> Result<Self> {
         let state = start_state(spec, resume)?;
-        let (width, teacher) = match model.kind {
-            ModelKind::Gpt => {
-                if spec.ctx == 0 || model.vocab == 0 {
+        let (width, teacher, vocab) = match feed {
+            Feed::Tokens { vocab } => {
+                if spec.ctx == 0 || vocab == 0 {
                     bail!("synthetic data: ctx and model.vocab must be at least 1");
                 }
-                (spec.ctx, None)
+                (spec.ctx, None, vocab)
             }
-            ModelKind::Mlp => {
-                if model.inputs == 0 || model.classes < 2 {
+            Feed::Rows { inputs, classes } => {
+                if inputs == 0 || classes < 2 {
                     bail!("synthetic data: model.inputs >= 1 and model.classes >= 2 needed");
                 }
-                let t = Teacher::new(spec.seed, model.inputs, 0, model.classes);
-                (model.inputs, Some(t))
+                (inputs, Some(Teacher::new(spec.seed, inputs, 0, classes)), 0)
             }
         };
         Ok(SyntheticProducer {
-            kind: model.kind,
             seed: spec.seed,
             split: match spec.split {
                 Split::Train => 1,
@@ -63,7 +56,7 @@ impl SyntheticProducer {
             global_batch: (spec.micro_batch * spec.world) as u64,
             micro_batch: spec.micro_batch,
             width,
-            vocab: model.vocab.min(u32::MAX as usize) as u32,
+            vocab: vocab.min(u32::MAX as usize) as u32,
             teacher,
             state,
         })
@@ -76,8 +69,8 @@ impl Producer for SyntheticProducer {
         let (b, w) = (self.micro_batch, self.width);
         let sample0 = g * self.global_batch + self.first as u64;
         let rng = |j: usize| rng_for(&[self.seed, SYNTH, self.split, sample0 + j as u64]);
-        let batch = match (self.kind, &self.teacher) {
-            (ModelKind::Mlp, Some(t)) => {
+        let batch = match &self.teacher {
+            Some(t) => {
                 // x: (b, w) row-major
                 let mut x = vec![0f32; b * w];
                 let y = (0..b)
@@ -85,7 +78,7 @@ impl Producer for SyntheticProducer {
                     .collect();
                 Batch::Features { b, d: w, x, y }
             }
-            _ => {
+            None => {
                 // inputs, targets: (b, w) row-major, from windows of w + 1 tokens
                 let mut inputs = Vec::with_capacity(b * w);
                 let mut targets = Vec::with_capacity(b * w);
