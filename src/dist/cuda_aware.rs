@@ -34,6 +34,14 @@ pub struct CudaAware {
     pub reason: String,
 }
 
+impl CudaAware {
+    /// True when the decision was taken by asking the library, not by the user (the
+    /// configuration or `ZEROTRAIN_CUDA_AWARE`).
+    pub fn detected(&self) -> bool {
+        self.reason.starts_with("MPIX_Query_cuda_support")
+    }
+}
+
 /// Asks the MPI library through OpenMPI's `MPIX_Query_cuda_support()`, looked up with
 /// `dlsym(RTLD_DEFAULT, ...)` so the binary also links and runs with MPICH (then `None`).
 pub fn query_mpix_cuda_support() -> Option<bool> {
@@ -144,6 +152,14 @@ mod tests {
                 .enabled
         );
         assert!(resolve(CudaAwareSetting::Auto, Some("maybe"), || None).is_err());
+        // Only the library's own answer counts as detected.
+        assert!(resolve(CudaAwareSetting::Auto, None, on)
+            .unwrap()
+            .detected());
+        assert!(!resolve(CudaAwareSetting::On, None, on).unwrap().detected());
+        assert!(!resolve(CudaAwareSetting::Auto, Some("1"), on)
+            .unwrap()
+            .detected());
         assert!(CudaAwareSetting::parse("sometimes").is_err());
     }
 }

@@ -34,6 +34,8 @@ pub struct Group {
     pub(super) ops: SumOps,
     /// Device buffers go to MPI directly (CUDA-aware MPI) rather than staged.
     pub(super) cuda_aware: bool,
+    /// ... and that was detected (`MPIX_Query_cuda_support`), not asked for by the user.
+    pub(super) cuda_aware_detected: bool,
 }
 
 impl Group {
@@ -43,6 +45,7 @@ impl Group {
         in_place: Option<*mut c_void>,
         ops: SumOps,
         cuda_aware: bool,
+        cuda_aware_detected: bool,
     ) -> Group {
         Group {
             rank: comm.rank() as usize,
@@ -53,6 +56,7 @@ impl Group {
             in_place,
             ops,
             cuda_aware,
+            cuda_aware_detected,
         }
     }
 

@@ -51,7 +51,13 @@ impl Dist {
         let ops = elem::SumOps::create()
             .with_context(|| format!("rank {rank}: half-precision sum ops"))?;
         let cuda = cuda_aware::finish_with_query(early, cuda_aware::query_mpix_cuda_support);
-        let world = Group::world(universe.world(), in_place, ops, cuda.enabled);
+        let world = Group::world(
+            universe.world(),
+            in_place,
+            ops,
+            cuda.enabled,
+            cuda.enabled && cuda.detected(),
+        );
         let node = world.split_shared();
         let across_nodes = world
             .split(node.rank(), "across-nodes")

@@ -41,6 +41,12 @@ impl Group {
         self.cuda_aware
     }
 
+    /// True when CUDA-awareness was detected from the library rather than set by the
+    /// user (`system.cuda_aware = "on"` or `ZEROTRAIN_CUDA_AWARE=1`).
+    pub fn cuda_aware_detected(&self) -> bool {
+        self.cuda_aware_detected
+    }
+
     fn raw_call(
         &self,
         what: RawCollective,

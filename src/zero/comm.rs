@@ -110,6 +110,13 @@ impl Transport {
             (Transport::Staged, "this MPI's MPI_IN_PLACE is unknown")
         } else if backend.host_resident() {
             (Transport::Direct, "host memory")
+        } else if group.cuda_aware_detected() {
+            // Detected, not asked for: the engine's collectives are non-blocking, which
+            // crashes CUDA-aware OpenMPI 4.1 on GPU memory (open-mpi/ompi issue 9845).
+            (
+                Transport::Staged,
+                "device memory; CUDA-aware MPI detected but not used, as non-blocking collectives on GPU memory crash OpenMPI 4.1 (ompi 9845): set system.cuda_aware = \"on\" to use it",
+            )
         } else if group.cuda_aware() {
             (Transport::Direct, "device memory, CUDA-aware MPI")
         } else {
