@@ -778,9 +778,11 @@ fn attn<B: Backend>(be: &B, qkv: &[f32], dy: &[f32], d: Dims) -> Vec<Vec<f32>> {
     let (n, bh) = (d.b * d.t, d.b * d.h * d.t * d.t);
     let qb = up(be, qkv);
     let (mut y, mut att) = (be.alloc(n * d.c).unwrap(), be.alloc(bh).unwrap());
-    attention::forward(be, &mut y, &mut att, &qb, d);
+    let mut heads = attention::Heads::new(be, n, d.c).unwrap();
+    attention::forward(be, &mut y, &mut att, &qb, &mut heads, d);
     let (mut dqkv, mut datt) = (be.alloc(3 * n * d.c).unwrap(), be.alloc(bh).unwrap());
-    attention::backward(be, &mut dqkv, &mut datt, &up(be, dy), &att, &qb, d);
+    let dyb = up(be, dy);
+    attention::backward(be, &mut dqkv, &mut datt, &dyb, &att, &qb, &mut heads, d);
     vec![down(be, &y), down(be, &att), down(be, &dqkv)]
 }
 

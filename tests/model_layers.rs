@@ -218,7 +218,8 @@ fn causal_attention() {
             be.alloc(d.b * d.h * d.t * d.t).unwrap(),
         );
         let qb = buf(&be, q);
-        attention::forward(&be, &mut y, &mut att, &qb, d);
+        let mut heads = attention::Heads::new(&be, n, d.c).unwrap();
+        attention::forward(&be, &mut y, &mut att, &qb, &mut heads, d);
         (host(&be, &y), att)
     };
     let (y, att) = fwd(&qkv);
@@ -231,6 +232,7 @@ fn causal_attention() {
     }
     let mut dq = be.alloc(n * 3 * d.c).unwrap();
     let mut datt = be.alloc(d.b * d.h * d.t * d.t).unwrap();
+    let mut heads = attention::Heads::new(&be, n, d.c).unwrap();
     attention::backward(
         &be,
         &mut dq,
@@ -238,6 +240,7 @@ fn causal_attention() {
         &buf(&be, &r),
         &att,
         &buf(&be, &qkv),
+        &mut heads,
         d,
     );
     fd_check("attention", &mut [qkv], &[host(&be, &dq)], |xs| {

@@ -13,6 +13,7 @@ pub const SOURCE: &str = concat!(
     include_str!("cuda/kernels/embed.cu"),
     include_str!("cuda/kernels/norm.cu"),
     include_str!("cuda/kernels/softmax.cu"),
+    include_str!("cuda/kernels/heads.cu"),
     include_str!("cuda/kernels/convert.cu"),
     include_str!("cuda/kernels/optim.cu"),
 );
@@ -40,6 +41,8 @@ macro_rules! with_kernel_list {
             gelu_bwd => "gelu_bwd_f32",
             relu_fwd => "relu_fwd_f32",
             relu_bwd => "relu_bwd_f32",
+            heads_split => "heads_split_f32",
+            heads_merge => "heads_merge_f32",
             embedding_fwd => "embedding_fwd_f32",
             embedding_bwd_wte => "embedding_bwd_wte_f32",
             embedding_bwd_wpe => "embedding_bwd_wpe_f32",

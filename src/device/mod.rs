@@ -315,6 +315,36 @@ pub trait Backend: Send {
     fn relu_fwd(&self, x: &mut Self::Buf, len: usize);
     /// In place: d[i] = 0 where y[i] <= 0 (y = relu output).
     fn relu_bwd(&self, d: &mut Self::Buf, y: &Self::Buf, len: usize);
+    /// out[out_off..]: (b, h, t, c/h) = the `c` columns at `x_col` of x: (b, t, x_cols)
+    /// (attention heads to the head-major layout).
+    #[allow(clippy::too_many_arguments)]
+    fn heads_split(
+        &self,
+        out: &mut Self::Buf,
+        out_off: usize,
+        x: &Self::Buf,
+        b: usize,
+        t: usize,
+        c: usize,
+        h: usize,
+        x_cols: usize,
+        x_col: usize,
+    );
+    /// The inverse of [`Backend::heads_split`]: x[x_off..] (b, h, t, c/h) into the `c`
+    /// columns at `out_col` of out (b, t, out_cols); the other columns are left alone.
+    #[allow(clippy::too_many_arguments)]
+    fn heads_merge(
+        &self,
+        out: &mut Self::Buf,
+        x: &Self::Buf,
+        x_off: usize,
+        b: usize,
+        t: usize,
+        c: usize,
+        h: usize,
+        out_cols: usize,
+        out_col: usize,
+    );
     /// In place over att: (n, t, t): scores -> causal softmax(scale * scores); entries
     /// above the diagonal become 0.
     fn softmax_causal_fwd(&self, att: &mut Self::Buf, n: usize, t: usize, scale: f32);

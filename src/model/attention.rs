@@ -2,7 +2,9 @@
 //!
 //! qkv: (B, T, 3C) row-major, holding q, k, v side by side, head h at columns
 //! [h·hs, (h+1)·hs) of each; att: (B, H, T, T) softmax probabilities; y: (B, T, C).
-//! Scores and values are GEMMs batched over the H heads of each sequence.
+//! q, k and v are first split into the head-major layout (B, H, T, hs), where every
+//! (sequence, head) matrix is contiguous, so each causal product is one strided-batched
+//! GEMM over all B·H matrices per block of query rows (llm.c permutes the same way).
 use crate::device::{Backend, Gemm};
 
 /// Sizes of one attention call.
@@ -14,6 +16,25 @@ pub struct Dims {
     pub h: usize,
 }
 
+/// Head-major scratch, shared by all layers: q, k, v as (3, B, H, T, hs); y in forward
+/// and dy in backward as (B, H, T, hs); dq, dk, dv as (3, B, H, T, hs).
+pub struct Heads<B: Backend> {
+    pub qkv: B::Buf,
+    pub y: B::Buf,
+    pub dqkv: B::Buf,
+}
+
+impl<B: Backend> Heads<B> {
+    /// Scratch for up to `n` = B·T rows of width `c`.
+    pub fn new(be: &B, n: usize, c: usize) -> anyhow::Result<Self> {
+        Ok(Heads {
+            qkv: be.alloc(3 * n * c)?,
+            y: be.alloc(n * c)?,
+            dqkv: be.alloc(3 * n * c)?,
+        })
+    }
+}
+
 impl Dims {
     /// Head size C / H.
     pub fn hs(&self) -> usize {
@@ -23,83 +44,45 @@ impl Dims {
     pub fn scale(&self) -> f32 {
         1.0 / (self.hs() as f32).sqrt()
     }
+    /// Elements of one (B, H, T, hs) tensor.
+    fn n(&self) -> usize {
+        self.b * self.t * self.c
+    }
     /// Row blocks `[r0, r1)` of `QB` query (or key) positions covering `0..t`.
     fn blocks(&self) -> impl Iterator<Item = (usize, usize)> {
         let t = self.t;
         (0..t).step_by(QB).map(move |r0| (r0, (r0 + QB).min(t)))
     }
-    /// Q·Kᵀ-shaped product for sequence `s`, query rows `[r0, r1)`, over all heads:
-    /// (r1 − r0, hs)·(r1, hs)ᵀ -> att[r0..r1, 0..r1] of each (T, T) matrix; the keys past
-    /// r1 are masked for every row of the block, so they are not computed.
-    /// Operands: A at column `a_col` of qkv-like rows (stride `lda`), B likewise.
-    #[allow(clippy::too_many_arguments)]
-    fn tt(
-        &self,
-        s: usize,
-        r0: usize,
-        r1: usize,
-        a_col: usize,
-        lda: usize,
-        b_col: usize,
-        ldb: usize,
-    ) -> Gemm {
+    /// Q·Kᵀ-shaped product over all B·H matrices, query rows `[r0, r1)`: A (T, hs) at
+    /// `a_off`, B (T, hs) at `b_off`, both head-major -> att[r0..r1, 0..r1] of each
+    /// (T, T) matrix; the keys past r1 are masked for every row of the block, so they are
+    /// not computed.
+    fn tt(&self, r0: usize, r1: usize, a_off: usize, b_off: usize) -> Gemm {
         let (t, hs) = (self.t, self.hs());
         Gemm::new(r1 - r0, r1, hs, false, true)
-            .offsets(
-                (s * t + r0) * lda + a_col,
-                s * t * ldb + b_col,
-                s * self.h * t * t + r0 * t,
-            )
-            .lds(lda, ldb, t)
-            .batched(self.h, hs, hs, t * t)
+            .offsets(a_off + r0 * hs, b_off, r0 * t)
+            .lds(hs, hs, t)
+            .batched(self.b * self.h, t * hs, t * hs, t * t)
     }
-    /// Causal (T, T)·(T, hs) for sequence `s` over all heads, rows `[r0, r1)` of the
-    /// result: att[r0..r1, 0..r1] · B[0..r1] (B at column `b_col`, stride `ldb`) into C
-    /// at column `c_col` (stride `ldc`), scaled onto C by `beta`.
-    #[allow(clippy::too_many_arguments)]
-    fn tv(
-        &self,
-        s: usize,
-        r0: usize,
-        r1: usize,
-        b_col: usize,
-        ldb: usize,
-        c_col: usize,
-        ldc: usize,
-    ) -> Gemm {
+    /// Causal (T, T)·(T, hs) over all B·H matrices, rows `[r0, r1)` of the result:
+    /// att[r0..r1, 0..r1] · B[0..r1] (B head-major at `b_off`) into C (head-major at
+    /// `c_off`).
+    fn tv(&self, r0: usize, r1: usize, b_off: usize, c_off: usize) -> Gemm {
         let (t, hs) = (self.t, self.hs());
         Gemm::new(r1 - r0, hs, r1, false, false)
-            .offsets(
-                s * self.h * t * t + r0 * t,
-                s * t * ldb + b_col,
-                (s * t + r0) * ldc + c_col,
-            )
-            .lds(t, ldb, ldc)
-            .batched(self.h, t * t, hs, hs)
+            .offsets(r0 * t, b_off, c_off + r0 * hs)
+            .lds(t, hs, hs)
+            .batched(self.b * self.h, t * t, t * hs, t * hs)
     }
-    /// Causal (T, T)ᵀ·(T, hs) for sequence `s` over all heads, rows `[c0, c1)` of the
-    /// result (key positions): att[c0..T, c0..c1]ᵀ · B[c0..T] (only queries at or after a
-    /// key attend to it) into C at column `c_col` (stride `ldc`).
-    #[allow(clippy::too_many_arguments)]
-    fn tv_t(
-        &self,
-        s: usize,
-        c0: usize,
-        c1: usize,
-        b_col: usize,
-        ldb: usize,
-        c_col: usize,
-        ldc: usize,
-    ) -> Gemm {
+    /// Causal (T, T)ᵀ·(T, hs) over all B·H matrices, rows `[c0, c1)` of the result (key
+    /// positions): att[c0..T, c0..c1]ᵀ · B[c0..T] (only queries at or after a key attend
+    /// to it; B head-major at `b_off`) into C (head-major at `c_off`).
+    fn tv_t(&self, c0: usize, c1: usize, b_off: usize, c_off: usize) -> Gemm {
         let (t, hs) = (self.t, self.hs());
         Gemm::new(c1 - c0, hs, t - c0, true, false)
-            .offsets(
-                s * self.h * t * t + c0 * t + c0,
-                (s * t + c0) * ldb + b_col,
-                (s * t + c0) * ldc + c_col,
-            )
-            .lds(t, ldb, ldc)
-            .batched(self.h, t * t, hs, hs)
+            .offsets(c0 * t + c0, b_off + c0 * hs, c_off + c0 * hs)
+            .lds(t, hs, hs)
+            .batched(self.b * self.h, t * t, t * hs, t * hs)
     }
 }
 
@@ -107,24 +90,39 @@ impl Dims {
 /// are skipped (for T = 128, 10 of 16 blocks are computed).
 const QB: usize = 32;
 
-/// att = causal softmax(q kᵀ / sqrt(hs)); y = att v.
-pub fn forward<B: Backend>(be: &B, y: &mut B::Buf, att: &mut B::Buf, qkv: &B::Buf, d: Dims) {
-    let (c3, c) = (3 * d.c, d.c);
-    for s in 0..d.b {
-        for (r0, r1) in d.blocks() {
-            be.gemm(&d.tt(s, r0, r1, 0, c3, c, c3), qkv, qkv, att);
-        }
-    }
-    be.softmax_causal_fwd(att, d.b * d.h, d.t, d.scale());
-    for s in 0..d.b {
-        for (r0, r1) in d.blocks() {
-            be.gemm(&d.tv(s, r0, r1, 2 * c, c3, 0, c), att, qkv, y);
-        }
+/// Splits qkv (B, T, 3C) into `heads`: q, k, v each (B, H, T, hs), at 0, n and 2n.
+fn split_qkv<B: Backend>(be: &B, heads: &mut B::Buf, qkv: &B::Buf, d: Dims) {
+    let (n, c) = (d.n(), d.c);
+    for part in 0..3 {
+        be.heads_split(heads, part * n, qkv, d.b, d.t, c, d.h, 3 * c, part * c);
     }
 }
 
+/// att = causal softmax(q kᵀ / sqrt(hs)); y = att v.
+pub fn forward<B: Backend>(
+    be: &B,
+    y: &mut B::Buf,
+    att: &mut B::Buf,
+    qkv: &B::Buf,
+    heads: &mut Heads<B>,
+    d: Dims,
+) {
+    let (n, c) = (d.n(), d.c);
+    split_qkv(be, &mut heads.qkv, qkv, d);
+    let (q, k, v) = (0, n, 2 * n);
+    for (r0, r1) in d.blocks() {
+        be.gemm(&d.tt(r0, r1, q, k), &heads.qkv, &heads.qkv, att);
+    }
+    be.softmax_causal_fwd(att, d.b * d.h, d.t, d.scale());
+    for (r0, r1) in d.blocks() {
+        be.gemm(&d.tv(r0, r1, v, 0), att, &heads.qkv, &mut heads.y);
+    }
+    be.heads_merge(y, &heads.y, 0, d.b, d.t, c, d.h, c, 0);
+}
+
 /// Given dy (B, T, C): dqkv (B, T, 3C) is overwritten with the gradient w.r.t. qkv;
-/// datt (B, H, T, T) is scratch.
+/// datt (B, H, T, T) and `heads` are scratch.
+#[allow(clippy::too_many_arguments)]
 pub fn backward<B: Backend>(
     be: &B,
     dqkv: &mut B::Buf,
@@ -132,23 +130,28 @@ pub fn backward<B: Backend>(
     dy: &B::Buf,
     att: &B::Buf,
     qkv: &B::Buf,
+    heads: &mut Heads<B>,
     d: Dims,
 ) {
-    let (c3, c) = (3 * d.c, d.c);
-    for s in 0..d.b {
-        for (r0, r1) in d.blocks() {
-            // dP = dy vᵀ; dv = Pᵀ dy
-            be.gemm(&d.tt(s, r0, r1, 0, c, 2 * c, c3), dy, qkv, datt);
-            be.gemm(&d.tv_t(s, r0, r1, 0, c, 2 * c, c3), att, dy, dqkv);
-        }
+    let (n, c) = (d.n(), d.c);
+    split_qkv(be, &mut heads.qkv, qkv, d);
+    let (q, k, v) = (0, n, 2 * n);
+    // heads.y: dy; heads.dqkv: dq, dk, dv at 0, n, 2n
+    let (dq, dk, dv) = (0, n, 2 * n);
+    be.heads_split(&mut heads.y, 0, dy, d.b, d.t, c, d.h, c, 0);
+    for (r0, r1) in d.blocks() {
+        // dP = dy vᵀ; dv = Pᵀ dy
+        be.gemm(&d.tt(r0, r1, 0, v), &heads.y, &heads.qkv, datt);
+        be.gemm(&d.tv_t(r0, r1, 0, dv), att, &heads.y, &mut heads.dqkv);
     }
     be.softmax_causal_bwd(datt, att, d.b * d.h, d.t, d.scale());
-    for s in 0..d.b {
-        for (r0, r1) in d.blocks() {
-            // dq = dS k; dk = dSᵀ q
-            be.gemm(&d.tv(s, r0, r1, c, c3, 0, c3), datt, qkv, dqkv);
-            be.gemm(&d.tv_t(s, r0, r1, 0, c3, c, c3), datt, qkv, dqkv);
-        }
+    for (r0, r1) in d.blocks() {
+        // dq = dS k; dk = dSᵀ q
+        be.gemm(&d.tv(r0, r1, k, dq), datt, &heads.qkv, &mut heads.dqkv);
+        be.gemm(&d.tv_t(r0, r1, q, dk), datt, &heads.qkv, &mut heads.dqkv);
+    }
+    for (part, at) in [dq, dk, dv].into_iter().enumerate() {
+        be.heads_merge(dqkv, &heads.dqkv, at, d.b, d.t, c, d.h, 3 * c, part * c);
     }
 }
 
@@ -234,8 +237,9 @@ mod tests {
         be.fill(&mut datt, 0, bh, -3.0);
         let mut dqkv = be.alloc(n * 3 * d.c).unwrap();
         be.fill(&mut dqkv, 0, n * 3 * d.c, 5.0);
-        forward(&be, &mut y, &mut att, &qkv, d);
-        backward(&be, &mut dqkv, &mut datt, &dy, &att, &qkv, d);
+        let mut heads = Heads::new(&be, n, d.c).unwrap();
+        forward(&be, &mut y, &mut att, &qkv, &mut heads, d);
+        backward(&be, &mut dqkv, &mut datt, &dy, &att, &qkv, &mut heads, d);
         let (yr, dqr) = naive(&qkv_h, &dy_h, d);
         let close = |a: &[f32], b: &[f64], what: &str| {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {

@@ -13,6 +13,7 @@
 mod blas;
 mod elementwise;
 mod embed;
+mod heads;
 mod norm;
 mod simd;
 mod softmax;
@@ -416,6 +417,38 @@ impl Backend for Cpu {
     }
     fn relu_bwd(&self, d: &mut CpuBuf, y: &CpuBuf, len: usize) {
         elementwise::relu_bwd(&mut d.0[..len], &y.0[..len]);
+    }
+    fn heads_split(
+        &self,
+        out: &mut CpuBuf,
+        out_off: usize,
+        x: &CpuBuf,
+        b: usize,
+        t: usize,
+        c: usize,
+        h: usize,
+        x_cols: usize,
+        x_col: usize,
+    ) {
+        self.enqueued();
+        let o = &mut out.0[out_off..out_off + b * t * c];
+        heads::heads_split(o, &x.0, b, t, c, h, x_cols, x_col);
+    }
+    fn heads_merge(
+        &self,
+        out: &mut CpuBuf,
+        x: &CpuBuf,
+        x_off: usize,
+        b: usize,
+        t: usize,
+        c: usize,
+        h: usize,
+        out_cols: usize,
+        out_col: usize,
+    ) {
+        self.enqueued();
+        let xs = &x.0[x_off..x_off + b * t * c];
+        heads::heads_merge(&mut out.0, xs, b, t, c, h, out_cols, out_col);
     }
     fn softmax_causal_fwd(&self, att: &mut CpuBuf, n: usize, t: usize, scale: f32) {
         softmax::softmax_causal_fwd(&mut att.0[..n * t * t], t, scale);

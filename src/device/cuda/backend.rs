@@ -455,6 +455,76 @@ impl Backend for Cuda {
         let n64 = u(len);
         launch!(self, gelu_bwd, grid1(len), &mut dv, &xv, &n64);
     }
+    fn heads_split(
+        &self,
+        out: &mut CudaBuf,
+        out_off: usize,
+        x: &CudaBuf,
+        b: usize,
+        t: usize,
+        c: usize,
+        h: usize,
+        x_cols: usize,
+        x_col: usize,
+    ) {
+        let n = b * t * c;
+        if n == 0 {
+            return;
+        }
+        let (mut ov, xv) = (
+            out.s.slice_mut(out_off..out_off + n),
+            x.s.slice(..b * t * x_cols),
+        );
+        let d = [u(b), u(t), u(c), u(h), u(x_cols), u(x_col)];
+        launch!(
+            self,
+            heads_split,
+            grid1(n),
+            &mut ov,
+            &xv,
+            &d[0],
+            &d[1],
+            &d[2],
+            &d[3],
+            &d[4],
+            &d[5]
+        );
+    }
+    fn heads_merge(
+        &self,
+        out: &mut CudaBuf,
+        x: &CudaBuf,
+        x_off: usize,
+        b: usize,
+        t: usize,
+        c: usize,
+        h: usize,
+        out_cols: usize,
+        out_col: usize,
+    ) {
+        let n = b * t * c;
+        if n == 0 {
+            return;
+        }
+        let (mut ov, xv) = (
+            out.s.slice_mut(..b * t * out_cols),
+            x.s.slice(x_off..x_off + n),
+        );
+        let d = [u(b), u(t), u(c), u(h), u(out_cols), u(out_col)];
+        launch!(
+            self,
+            heads_merge,
+            grid1(n),
+            &mut ov,
+            &xv,
+            &d[0],
+            &d[1],
+            &d[2],
+            &d[3],
+            &d[4],
+            &d[5]
+        );
+    }
     fn relu_fwd(&self, x: &mut CudaBuf, len: usize) {
         if len == 0 {
             return;

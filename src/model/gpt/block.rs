@@ -5,7 +5,7 @@
 //! All activations are (N = B·T, width) row-major.
 use super::layout::BlockLayout;
 use crate::device::Backend;
-use crate::model::attention::{self, Dims};
+use crate::model::attention::{self, Dims, Heads};
 
 /// What one block keeps from forward for backward.
 pub struct BlockActs<B: Backend> {
@@ -49,6 +49,8 @@ pub struct BlockScratch<B: Backend> {
     pub datt: B::Buf,
     /// (N, 4C)
     pub dfc: B::Buf,
+    /// Attention's head-major scratch (forward too).
+    pub heads: Heads<B>,
 }
 
 impl<B: Backend> BlockScratch<B> {
@@ -58,15 +60,18 @@ impl<B: Backend> BlockScratch<B> {
             dqkv: be.alloc(n * 3 * c)?,
             datt: be.alloc(bh * t * t)?,
             dfc: be.alloc(n * 4 * c)?,
+            heads: Heads::new(be, n, c)?,
         })
     }
 }
 
-/// out (N, C) = block(x).
+/// out (N, C) = block(x); `heads` is attention's scratch.
+#[allow(clippy::too_many_arguments)]
 pub fn forward<B: Backend>(
     be: &B,
     l: &BlockLayout,
     a: &mut BlockActs<B>,
+    heads: &mut Heads<B>,
     x: &B::Buf,
     out: &mut B::Buf,
     p: &B::Buf,
@@ -75,7 +80,7 @@ pub fn forward<B: Backend>(
     let (n, c) = (d.b * d.t, d.c);
     be.layernorm_fwd(&mut a.ln1, &mut a.ln1_stats, x, p, l.ln1_w, l.ln1_b, n, c);
     l.attn.forward(be, &mut a.qkv, &a.ln1, p, n, None);
-    attention::forward(be, &mut a.atty, &mut a.att, &a.qkv, d);
+    attention::forward(be, &mut a.atty, &mut a.att, &a.qkv, heads, d);
     l.proj.forward(be, &mut a.res2, &a.atty, p, n, Some(x));
     be.layernorm_fwd(
         &mut a.ln2,
@@ -126,7 +131,17 @@ pub fn backward<B: Backend>(
     // attention branch: res2 = x + c_proj(attn(c_attn(ln1(x))))
     l.proj
         .backward(be, Some((&mut s.dtmp, false)), g, dres, &a.atty, p, n);
-    attention::backward(be, &mut s.dqkv, &mut s.datt, &s.dtmp, &a.att, &a.qkv, d);
+    let heads = &mut s.heads;
+    attention::backward(
+        be,
+        &mut s.dqkv,
+        &mut s.datt,
+        &s.dtmp,
+        &a.att,
+        &a.qkv,
+        heads,
+        d,
+    );
     l.attn
         .backward(be, Some((&mut s.dtmp, false)), g, &s.dqkv, &a.ln1, p, n);
     be.layernorm_bwd(dres, g, l.ln1_w, l.ln1_b, &s.dtmp, x, p, &a.ln1_stats, n, c);

@@ -195,7 +195,8 @@ impl<B: Backend> Model<B> for Gpt<B> {
         } else if u < self.head_index() {
             let (lo, hi) = self.xs.split_at_mut(u);
             let blk = &mut self.blocks[u - 1];
-            block::forward(be, &self.layout, blk, &lo[u - 1], &mut hi[0], p, d);
+            let heads = &mut self.scratch.heads;
+            block::forward(be, &self.layout, blk, heads, &lo[u - 1], &mut hi[0], p, d);
         } else {
             let wte = root.ok_or_else(|| anyhow::anyhow!("gpt: the head unit needs root (wte)"))?;
             self.check_root(be.len(wte))?;
