@@ -71,8 +71,11 @@ impl OnBackend for TrainOn<'_> {
     fn run<B: Backend + 'static>(self, backend: Arc<B>) -> Result<(), Reported> {
         let (dist, cfg) = (self.dist, self.cfg);
         let mut engine = agree(dist, build_engine(dist, cfg, backend))?;
-        // Collective (NCCL where it loads on every rank, if system.collectives allows).
-        agree(dist, engine.connect_collectives())?;
+        // Collective (NCCL where it loads on every rank, if system.collectives allows). A
+        // failure may leave other ranks inside NCCL's join, so it aborts the job.
+        if let Err(e) = engine.connect_collectives() {
+            abort_on_error(dist, &e);
+        }
         if dist.is_root() {
             log::info!("{}", engine.collectives_summary());
         }
@@ -80,7 +83,9 @@ impl OnBackend for TrainOn<'_> {
         // all agree on the outcome, so a bad checkpoint fails alike on every rank.
         let resumed = agree(dist, checkpoint::resume(dist, &mut engine, cfg))?;
         let io = agree(dist, open_io(dist, cfg, resumed))?;
-        if let Err(e) = train(dist, cfg, engine, io) {
+        // The engine outlives the abort: dropping it first would wait on collectives in
+        // flight that the other ranks may never finish.
+        if let Err(e) = train(dist, cfg, &mut engine, io) {
             abort_on_error(dist, &e);
         }
         Ok(())
@@ -200,7 +205,7 @@ fn open_split(
 fn train<B: Backend>(
     dist: &Dist,
     cfg: &Config,
-    mut engine: Engine<'_, B>,
+    engine: &mut Engine<'_, B>,
     io: Io,
 ) -> anyhow::Result<()> {
     let Io {
@@ -210,7 +215,7 @@ fn train<B: Backend>(
         mut metrics,
     } = io;
     if dist.is_root() {
-        print_summary(dist, cfg, &engine);
+        print_summary(dist, cfg, engine);
     }
     let per_step = cfg.global_batch(dist.size());
     let tokens_per_sample = if cfg.model.kind == ModelKind::Gpt {
@@ -234,14 +239,14 @@ fn train<B: Backend>(
         let data_wait_ms = train_data.wait_ms() - wait0;
         let is_last = step + 1 == cfg.train.steps;
         let val_loss = if evaluating(cfg) && ((step + 1) % cfg.train.eval_every == 0 || is_last) {
-            Some(evaluate(&mut engine, &val_batches)?)
+            Some(evaluate(engine, &val_batches)?)
         } else {
             None
         };
         if progress.logs(step as u64 + 1, val_loss.is_some(), out.skipped) {
             let rec = record(
                 dist,
-                &engine,
+                engine,
                 step,
                 lr,
                 &out,
@@ -258,7 +263,7 @@ fn train<B: Backend>(
             last = Some(rec);
         }
         if checkpoint::should_save(cfg, step as u64 + 1, is_last) {
-            checkpoint::save(dist, &engine, cfg, step as u64 + 1, train_data.state())?;
+            checkpoint::save(dist, engine, cfg, step as u64 + 1, train_data.state())?;
         }
     }
     progress.finish();

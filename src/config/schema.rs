@@ -275,8 +275,8 @@ pub struct SystemConfig {
     /// CUDA-aware MPI: "auto" (detect), "on" or "off". ZEROTRAIN_CUDA_AWARE overrides.
     pub cuda_aware: String,
     /// How the engine's collectives reach device memory: "auto" (NCCL where the backend
-    /// has it on every rank, else MPI), "mpi" (direct when CUDA-aware, else staged) or
-    /// "nccl".
+    /// has it on every rank, else MPI), "mpi" (direct with `cuda_aware = "on"`, else
+    /// staged) or "nccl".
     pub collectives: String,
 }
 

@@ -135,7 +135,9 @@ pub trait Backend: Send {
     fn upload_mem(&self, dst: &mut Self::Mem, doff: usize, src: &Store, soff: usize, len: usize);
     /// The address of `m`'s memory where it lives (device memory on a GPU), valid until
     /// `m` is dropped, for a device-aware transport to hand to the communication
-    /// library. The host never dereferences it; pending kernels must be synced first.
+    /// library. The host never dereferences it. Handing it to MPI needs a `sync` first
+    /// (MPI does not follow the stream); the backend's own collectives
+    /// ([`Backend::comm_run`]) are enqueued in stream order and need none.
     fn mem_ptr(&self, m: &mut Self::Mem) -> *mut u8;
     /// As [`Backend::mem_ptr`], for an f32 buffer.
     fn buf_ptr(&self, b: &mut Self::Buf) -> *mut f32;

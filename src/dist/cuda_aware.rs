@@ -32,13 +32,15 @@ pub const CUDA_AWARE_ENV: &str = "ZEROTRAIN_CUDA_AWARE";
 pub struct CudaAware {
     pub enabled: bool,
     pub reason: String,
+    /// The decision came from asking the library, not from the user (the configuration
+    /// or `ZEROTRAIN_CUDA_AWARE`).
+    pub detected: bool,
 }
 
 impl CudaAware {
-    /// True when the decision was taken by asking the library, not by the user (the
-    /// configuration or `ZEROTRAIN_CUDA_AWARE`).
+    /// True when the decision was taken by asking the library.
     pub fn detected(&self) -> bool {
-        self.reason.starts_with("MPIX_Query_cuda_support")
+        self.detected
     }
 }
 
@@ -63,7 +65,13 @@ pub fn decide_without_query(
     setting: CudaAwareSetting,
     env: Option<&str>,
 ) -> anyhow::Result<Option<CudaAware>> {
-    let decided = |enabled: bool, reason: String| Ok(Some(CudaAware { enabled, reason }));
+    let decided = |enabled: bool, reason: String| {
+        Ok(Some(CudaAware {
+            enabled,
+            reason,
+            detected: false,
+        }))
+    };
     match setting {
         CudaAwareSetting::On => decided(true, "forced on by configuration".into()),
         CudaAwareSetting::Off => decided(false, "forced off by configuration".into()),
@@ -87,17 +95,24 @@ pub fn finish_with_query(
         Some(yes) => CudaAware {
             enabled: yes,
             reason: format!("MPIX_Query_cuda_support() = {}", yes as i32),
+            detected: true,
         },
         None => CudaAware {
             enabled: false,
             reason: "MPIX_Query_cuda_support not provided by this MPI".into(),
+            detected: true,
         },
     })
 }
 
 /// The start-up log line for the decision.
 pub fn describe(c: &CudaAware) -> String {
-    if c.enabled {
+    if c.enabled && c.detected {
+        format!(
+            "CUDA-aware MPI: detected ({}); the engine stages device memory anyway unless system.cuda_aware = \"on\" (non-blocking collectives on GPU memory crash CUDA-aware Open MPI 4.1, ompi 9845)",
+            c.reason
+        )
+    } else if c.enabled {
         format!(
             "CUDA-aware MPI: yes (device buffers passed to MPI directly; {})",
             c.reason

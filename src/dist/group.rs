@@ -28,7 +28,8 @@ pub struct Group {
     /// This process's rank in the world, for messages.
     pub(super) world_rank: usize,
     /// `MPI_IN_PLACE` of the linked library (a macro, so not exported by mpi-sys); `None`
-    /// for an unknown library, where in-place collectives copy through a scratch buffer.
+    /// for an unknown library, where the host collectives (`collectives.rs`) copy through a
+    /// scratch buffer and the raw ones (`raw.rs`) refuse the in-place forms.
     pub(super) in_place: Option<*mut c_void>,
     /// Handles of the half-precision sum ops; the `Dist` that created them frees them.
     pub(super) ops: SumOps,

@@ -107,7 +107,7 @@ impl Dist {
         );
         log::info!("{}", cuda_aware::describe(&self.cuda));
         if self.world.in_place.is_none() {
-            log::warn!("unknown MPI library: in-place collectives copy through a scratch buffer");
+            log::warn!("unknown MPI library (MPI_IN_PLACE unknown): the host collectives copy through a scratch buffer, and training, whose collectives need MPI_IN_PLACE, will refuse to start");
         }
     }
 }

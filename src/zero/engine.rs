@@ -96,6 +96,12 @@ impl<'d, B: Backend> Engine<'d, B> {
                 dp.size()
             );
         }
+        // The engine's collectives use MPI_IN_PLACE (the all-reduce and the publishing
+        // all-gather, on every transport).
+        anyhow::ensure!(
+            shard.has_in_place() && dp.has_in_place(),
+            "this MPI library's MPI_IN_PLACE is unknown (zerotrain knows Open MPI's and MPICH's), and the engine's collectives need it"
+        );
         let specs: Vec<UnitSpec> = model.units().to_vec();
         let root = model.tied_root();
         if root.is_some_and(|r| r != 0) {
@@ -222,7 +228,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         let mut mem = self.params.memory(be);
         let grads = self.grads.memory(be);
         mem.grads = grads.grads;
-        mem.bucket_peak = grads.bucket_peak;
+        mem.bucket_peak = grads.bucket_peak + self.opt.scratch_bytes(be);
         mem.optimizer = self.opt.bytes(be);
         mem
     }

@@ -26,13 +26,28 @@ pub(super) struct ShardedOptimizer<B: Backend> {
 
 impl<B: Backend> ShardedOptimizer<B> {
     pub fn new(core: &Core<'_, B>, rule: UpdateRule) -> anyhow::Result<ShardedOptimizer<B>> {
+        // Only typed gradient homes (sharded, or half precision) are converted; fp32 full
+        // homes are read in place and need no scratch.
+        let plan = &core.plan;
+        let typed_grads = plan.shards_grads() || plan.grad_dtype() != crate::config::DType::Fp32;
+        let scratch = if typed_grads {
+            core.layout.max_padded()
+        } else {
+            0
+        };
         Ok(ShardedOptimizer {
             master: Vec::new(),
             rule,
             states: Vec::new(),
             offsets: Vec::new(),
-            gtmp: core.be().alloc(core.layout.max_padded())?,
+            gtmp: core.be().alloc(scratch)?,
         })
+    }
+
+    /// Bytes of the gradient-conversion scratch (a transient of the step, reported with
+    /// the gradient buckets).
+    pub fn scratch_bytes(&self, be: &B) -> u64 {
+        be.len(&self.gtmp) as u64 * 4
     }
 
     /// Adds the next unit's domain, with master weights from its initial values `full`.

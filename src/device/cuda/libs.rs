@@ -36,7 +36,9 @@ fn resident(names: &[&'static str]) -> Option<&'static str> {
 }
 
 /// One line for the start-up log: each library and the name it was loaded as, and a
-/// warning where that is not the CUDA 13 name the bindings were written for.
+/// warning where that is not the CUDA 13 name the bindings were written for. NCCL shows
+/// only once loaded (by the NCCL transport, after set-up; it then names itself in the
+/// transport line).
 pub fn describe_loaded() -> String {
     LIBRARIES
         .iter()
@@ -44,7 +46,7 @@ pub fn describe_loaded() -> String {
             let name = resident(names)?;
             Some(if name.ends_with(".so.12") {
                 format!("{what} {name} (CUDA 12's: the bindings expect CUDA 13)")
-            } else if name.ends_with(".so") && *what != "driver" {
+            } else if name.ends_with(".so") && !matches!(*what, "driver" | "NCCL") {
                 format!("{what} {name} (unversioned: the bindings expect CUDA 13)")
             } else {
                 format!("{what} {name}")

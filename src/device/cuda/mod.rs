@@ -83,8 +83,11 @@ pub fn run_on<J: super::dispatch::OnBackend>(ordinal: usize, job: J) -> anyhow::
     Ok(job.run(Arc::new(cuda)))
 }
 
-/// The CUDA backend bound to one device.
+/// The CUDA backend bound to one device. Fields drop in declaration order: the NCCL
+/// communicators first, while the stream and context still exist.
 pub struct Cuda {
+    /// NCCL communicators joined (device collectives).
+    comms: Mutex<collectives::Comms>,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
@@ -97,8 +100,6 @@ pub struct Cuda {
     sumsq: Mutex<mem::Counted<f64>>,
     /// The first error a kernel or copy met since the last `sync`.
     err: Mutex<Option<String>>,
-    /// NCCL communicators joined (device collectives).
-    comms: Mutex<collectives::Comms>,
 }
 
 impl std::fmt::Debug for Cuda {
