@@ -141,8 +141,12 @@ impl<B: Backend> Params<B> {
     /// Sharded parameters with prefetch: start gathering unit `u` (the next in forward or
     /// backward order) while the current unit computes.
     pub fn start_prefetch(&mut self, core: &mut Core<'_, B>, u: usize) -> anyhow::Result<()> {
+        // Device collectives run on the compute stream: a gather enqueued ahead would
+        // only delay the current unit's kernels, so there is nothing to prefetch.
+        let on_stream = matches!(core.shard.transport, super::comm::Transport::Device { .. });
         let wanted = core.plan.shards_params()
             && self.prefetch
+            && !on_stream
             && u < self.homes.len()
             && self.work[u].is_none()
             && self.prefetched.is_none();
