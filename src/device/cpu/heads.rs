@@ -2,6 +2,29 @@
 //! (B, H, T, hs) in which every (sequence, head) matrix is contiguous, so attention's
 //! products are one strided-batched GEMM over B·H.
 
+/// Calls `f(token_major, head_major)` with the start of every run of `hs = c/h` elements
+/// (one head of one token): in (b, t, cols) at column `col`, and in (b, h, t, hs).
+fn head_rows(
+    b: usize,
+    t: usize,
+    c: usize,
+    h: usize,
+    cols: usize,
+    col: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    let hs = c / h;
+    let mut at = 0;
+    for s in 0..b {
+        for hh in 0..h {
+            for ti in 0..t {
+                f((s * t + ti) * cols + col + hh * hs, at);
+                at += hs;
+            }
+        }
+    }
+}
+
 /// out: (b, h, t, c/h) = the `c` columns at `x_col` of x: (b, t, x_cols).
 #[allow(clippy::too_many_arguments)]
 pub fn heads_split(
@@ -15,17 +38,9 @@ pub fn heads_split(
     x_col: usize,
 ) {
     let hs = c / h;
-    let mut o = out.chunks_exact_mut(hs);
-    for s in 0..b {
-        for hh in 0..h {
-            for ti in 0..t {
-                let at = (s * t + ti) * x_cols + x_col + hh * hs;
-                o.next()
-                    .expect("out holds b*t*c")
-                    .copy_from_slice(&x[at..at + hs]);
-            }
-        }
-    }
+    head_rows(b, t, c, h, x_cols, x_col, |tok, hd| {
+        out[hd..hd + hs].copy_from_slice(&x[tok..tok + hs])
+    });
 }
 
 /// The inverse: x (b, h, t, c/h) into the `c` columns at `out_col` of out (b, t, out_cols).
@@ -41,13 +56,7 @@ pub fn heads_merge(
     out_col: usize,
 ) {
     let hs = c / h;
-    let mut xi = x.chunks_exact(hs);
-    for s in 0..b {
-        for hh in 0..h {
-            for ti in 0..t {
-                let at = (s * t + ti) * out_cols + out_col + hh * hs;
-                out[at..at + hs].copy_from_slice(xi.next().expect("x holds b*t*c"));
-            }
-        }
-    }
+    head_rows(b, t, c, h, out_cols, out_col, |tok, hd| {
+        out[tok..tok + hs].copy_from_slice(&x[hd..hd + hs])
+    });
 }
