@@ -344,8 +344,10 @@ pub fn connect_device<B: Backend>(
     let mut mine = [0u64; 17];
     if let Some(Ok(id)) = &made {
         mine[0] = 1;
-        for (w, chunk) in mine[1..].iter_mut().zip(id.chunks(8)) {
-            *w = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+        for (w, chunk) in mine[1..].iter_mut().zip(id.chunks_exact(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            *w = u64::from_le_bytes(bytes);
         }
     }
     let all = group.all_gather_u64s(&mine)?;
