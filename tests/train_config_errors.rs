@@ -100,3 +100,23 @@ fn nccl_on_the_cpu_and_unknown_collectives_are_clear_errors() {
     assert!(err.contains("no collective library"), "{err}");
     fails(&["system.collectives=\"gloo\""], "system.collectives");
 }
+
+/// Values no user means fail on every rank naming the key, instead of training with
+/// clipping silently off or a "diverged" loss that blames the learning rate.
+#[test]
+fn values_no_user_means_name_their_key() {
+    for (set, key) in [
+        ("train.eps=-1e-8", "train.eps"),
+        ("train.momentum=-0.9", "train.momentum"),
+        ("train.weight_decay=nan", "train.weight_decay"),
+        ("train.clip_grad=nan", "train.clip_grad"),
+        ("train.clip_grad=-1.0", "train.clip_grad"),
+        ("train.min_lr=1.0", "train.min_lr"),
+    ] {
+        fails(&[set], key);
+    }
+    fails(
+        &["train.eval_every=2", "train.eval_batches=0"],
+        "train.eval_batches",
+    );
+}

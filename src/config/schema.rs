@@ -359,6 +359,42 @@ impl Config {
                 "lr and min_lr must be finite and non-negative",
             ));
         }
+        if t.min_lr > t.lr {
+            return Err(invalid(
+                file,
+                "train.min_lr",
+                format!("{} is above train.lr = {}", t.min_lr, t.lr),
+            ));
+        }
+        if !(t.eps.is_finite() && t.eps > 0.0) {
+            return Err(invalid(
+                file,
+                "train.eps",
+                format!("must be positive, got {}", t.eps),
+            ));
+        }
+        // A NaN or negative value would otherwise pass silently: clipping off, or a
+        // "diverged" loss that blames the learning rate.
+        for (key, v) in [
+            ("train.momentum", t.momentum),
+            ("train.weight_decay", t.weight_decay),
+            ("train.clip_grad", t.clip_grad),
+        ] {
+            if !usable(v) {
+                return Err(invalid(
+                    file,
+                    key,
+                    format!("must be finite and non-negative, got {v}"),
+                ));
+            }
+        }
+        if t.eval_every > 0 && t.eval_batches == 0 {
+            return Err(invalid(
+                file,
+                "train.eval_batches",
+                "must be at least 1 when train.eval_every evaluates",
+            ));
+        }
         if !(0.0..1.0).contains(&t.betas[0]) || !(0.0..1.0).contains(&t.betas[1]) {
             return Err(invalid(file, "train.betas", "both betas must be in [0, 1)"));
         }
