@@ -1,7 +1,7 @@
 //! The collectives under real mpirun at world sizes 1-4: the binary's hidden self-test
 //! (`bench comm --self-test`) compares every collective with a computed expectation (odd
 //! lengths, lengths not divisible by the world size, zero length; blocking, non-blocking
-//! while computing, device staging; half sums against an f32 reference within
+//! while computing, the raw collectives of the direct transport; half sums against an f32 reference within
 //! gamma_{n-1} * sum|x|), and exits non-zero through MPI_Abort on the first mismatch.
 mod common;
 
@@ -38,8 +38,8 @@ fn collectives_np4() {
     self_test(4, &[]);
 }
 
-/// With CUDA-aware forced on, device-buffer collectives take the direct path (the test's
-/// stand-in device buffer offers a host pointer, which any MPI accepts).
+/// With CUDA-aware forced on (the start-up path a GPU job takes), the whole sweep,
+/// the raw collectives of the direct transport included, still agrees.
 #[test]
 fn collectives_direct_device_path_np3() {
     self_test(3, &["--cuda-aware", "on"]);

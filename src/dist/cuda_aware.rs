@@ -1,5 +1,5 @@
 //! CUDA-aware MPI detection at run time, with overrides. When MPI is not CUDA-aware,
-//! device buffers go through host staging (see `staging.rs`).
+//! the engine stages device memory through host buffers (`zero/comm.rs`).
 use std::ffi::CStr;
 
 /// What the user asked for: `auto` (detect), `on` or `off`.

@@ -17,7 +17,6 @@ mod init;
 mod logging;
 mod nonblocking;
 mod raw;
-mod staging;
 
 pub use abort::{abort_on_error, env_rank, eprint_line, install_panic_hook, with_rank_before_init};
 pub use collectives::{DistError, ReduceOp, ScalarOp};
@@ -28,7 +27,6 @@ pub use init::in_place_sentinel;
 pub use logging::init_logging;
 pub use nonblocking::{Pending, Request};
 pub use raw::RawCollective;
-pub use staging::DeviceBuf;
 
 /// One per process: the MPI session, this rank's place in the job, and its process
 /// groups, on which the collectives run. Dropping it finalizes MPI.

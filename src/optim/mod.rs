@@ -65,8 +65,8 @@ impl UpdateRule {
     }
 
     /// One update of `params` from `grads` with `states` (one slice per
-    /// [`UpdateRule::state_names`] entry, all of `params`' length). No allocation.
-    /// Panics (an engine bug) if the number of states is wrong.
+    /// [`UpdateRule::state_names`] entry, all of `params`' length). No allocation on
+    /// success; a wrong number of states (an engine bug) is an error and updates nothing.
     pub fn apply(
         &self,
         params: &mut [f32],
@@ -74,17 +74,20 @@ impl UpdateRule {
         states: &mut [&mut [f32]],
         decay: bool,
         hp: &StepHyper,
-    ) {
+    ) -> Result<(), String> {
         match (self, states) {
             (UpdateRule::Sgd(r), []) => r.apply(params, grads, None, decay, hp),
             (UpdateRule::Sgd(r), [buf]) => r.apply(params, grads, Some(buf), decay, hp),
             (UpdateRule::Adam(r), [m, v]) => r.apply(params, grads, m, v, decay, hp),
-            (rule, states) => panic!(
-                "internal error: {rule:?} given {} state vectors",
-                states.len()
-            ),
+            (rule, states) => return Err(state_count_error(rule, states.len())),
         }
+        Ok(())
     }
+}
+
+/// The message for a rule handed the wrong number of state vectors (an engine bug).
+pub fn state_count_error(rule: &UpdateRule, got: usize) -> String {
+    format!("internal error: {rule:?} given {got} optimizer state vectors")
 }
 
 /// An optimizer over a flat fp32 shard of `shard_len` elements. Its state (moments,

@@ -4,7 +4,7 @@
 use anyhow::{bail, ensure, Result};
 use half::{bf16, f16};
 
-use crate::dist::{DType, DeviceBuf, Dist, Elem, Group, ReduceOp, ScalarOp};
+use crate::dist::{DType, Dist, Elem, Group, RawCollective, ReduceOp, ScalarOp};
 
 /// Lengths for all-reduce and broadcast: zero, odd, and not divisible by 2, 3 or 4.
 const LENS: [usize; 6] = [0, 1, 7, 13, 1000, 4099];
@@ -243,73 +243,70 @@ fn half_rounding<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// A host Vec posing as a device buffer; `offer_ptr` exercises the direct path when
-/// CUDA-aware is on (the pointer is host memory, which any MPI accepts).
-struct FakeDevice<T> {
-    data: Vec<T>,
-    offer_ptr: bool,
-}
-
-impl<T: Elem> DeviceBuf<T> for FakeDevice<T> {
-    fn len(&self) -> usize {
-        self.data.len()
-    }
-    fn device_ptr(&mut self) -> Option<*mut T> {
-        self.offer_ptr.then_some(self.data.as_mut_ptr())
-    }
-    fn copy_to_host(&self, dst: &mut [T]) -> Result<()> {
-        ensure!(
-            dst.len() == self.data.len(),
-            "copy_to_host: length mismatch"
-        );
-        dst.copy_from_slice(&self.data);
-        Ok(())
-    }
-    fn copy_from_host(&mut self, src: &[T]) -> Result<()> {
-        ensure!(
-            src.len() == self.data.len(),
-            "copy_from_host: length mismatch"
-        );
-        self.data.copy_from_slice(src);
-        Ok(())
-    }
-    fn scale(&mut self, factor: f32) -> Result<()> {
-        self.data
-            .iter_mut()
-            .for_each(|x| *x = T::from_f32(x.to_f32() * factor));
-        Ok(())
-    }
-}
-
-fn device<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
-    let (r, n) = (d.rank(), d.size());
-    let mut staging = Vec::new();
-    for offer_ptr in [false, true] {
-        let dev = |data: Vec<T>| FakeDevice { data, offer_ptr };
-        let mut buf = dev(fill(13, |i| int_val(r, i)));
-        d.all_reduce_device(&mut buf, &mut staging, ReduceOp::Sum)?;
-        rep.check("all_reduce_device", &buf.data, |i| {
-            T::from_f32(int_sum(n, i))
-        })?;
-        let b = 7;
-        let mut send = dev(fill(b * n, |j| int_val(r, j)));
-        let mut recv = dev(vec![T::default(); b]);
-        d.reduce_scatter_device(&mut send, &mut recv, &mut staging, ReduceOp::Sum)?;
-        rep.check("reduce_scatter_device", &recv.data, |i| {
-            T::from_f32(int_sum(n, r * b + i))
-        })?;
-        let mut send = dev(fill(b, |i| int_val(r, i)));
-        let mut recv = dev(vec![T::default(); b * n]);
-        d.all_gather_device(&mut send, &mut recv, &mut staging)?;
-        rep.check("all_gather_device", &recv.data, |j| {
-            T::from_f32(int_val(j / b, j % b))
-        })?;
-        let mut buf = dev(fill(5, |i| if r == 0 { int_val(0, i) } else { 99.0 }));
-        d.broadcast_device(&mut buf, 0, &mut staging)?;
-        rep.check("broadcast_device", &buf.data, |i| {
-            T::from_f32(int_val(0, i))
-        })?;
-    }
+/// The raw collectives the engine's direct transport uses (`dist/raw.rs`), on host
+/// memory (which any MPI accepts, as a CUDA-aware one accepts device memory), blocking
+/// and started.
+fn raw<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
+    let (r, n, b) = (d.rank(), d.size(), 7);
+    let ptr = |v: &mut Vec<T>| v.as_mut_ptr() as *mut u8;
+    let null = std::ptr::null();
+    let mut buf: Vec<T> = fill(13, |i| int_val(r, i));
+    // SAFETY: every buffer holds the elements its collective states for count b (or 13).
+    unsafe {
+        d.run_raw(
+            RawCollective::AllReduceInPlace,
+            T::DTYPE,
+            null,
+            ptr(&mut buf),
+            13,
+        )?
+    };
+    rep.check("raw all_reduce in place", &buf, |i| {
+        T::from_f32(int_sum(n, i))
+    })?;
+    let mut send: Vec<T> = fill(b * n, |j| int_val(r, j));
+    let mut recv = vec![T::default(); b];
+    let req = unsafe {
+        d.start_raw(
+            RawCollective::ReduceScatter,
+            T::DTYPE,
+            ptr(&mut send),
+            ptr(&mut recv),
+            b,
+        )?
+    };
+    req.wait();
+    rep.check("raw reduce_scatter (started)", &recv, |i| {
+        T::from_f32(int_sum(n, r * b + i))
+    })?;
+    let mut send: Vec<T> = fill(b, |i| int_val(r, i));
+    let mut recv = vec![T::default(); b * n];
+    unsafe {
+        d.run_raw(
+            RawCollective::AllGather,
+            T::DTYPE,
+            ptr(&mut send),
+            ptr(&mut recv),
+            b,
+        )?
+    };
+    rep.check("raw all_gather", &recv, |j| {
+        T::from_f32(int_val(j / b, j % b))
+    })?;
+    let mut all = vec![T::default(); b * n];
+    all[r * b..(r + 1) * b].copy_from_slice(&send);
+    unsafe {
+        d.run_raw(
+            RawCollective::AllGatherInPlace,
+            T::DTYPE,
+            null,
+            ptr(&mut all),
+            b,
+        )?
+    };
+    rep.check("raw all_gather in place", &all, |j| {
+        T::from_f32(int_val(j / b, j % b))
+    })?;
     Ok(())
 }
 
@@ -317,7 +314,7 @@ fn all_for<T: Elem>(d: &Group, rep: &mut Report) -> Result<()> {
     blocking::<T>(d, rep)?;
     refusals::<T>(d, rep)?;
     nonblocking::<T>(d, rep)?;
-    device::<T>(d, rep)?;
+    raw::<T>(d, rep)?;
     if T::DTYPE != DType::Fp32 {
         half_rounding::<T>(d, rep)?;
     }

@@ -46,7 +46,8 @@ pub struct Cpu {
     /// Simulated device: kernels or uploads issued since the last wait (a GPU would still
     /// have them queued).
     queued: AtomicBool,
-    /// Simulated device: the first ordering error since the last `sync`.
+    /// The first error since the last `sync` (the simulated device's ordering check, or
+    /// an engine bug a kernel met).
     err: Mutex<Option<String>>,
 }
 
@@ -81,14 +82,17 @@ impl Cpu {
     fn waited(&self) {
         self.queued.store(false, Ordering::Relaxed);
     }
+    /// Keeps the first error since the last `sync`, for `sync` to report (kernels
+    /// cannot return errors through the trait).
+    fn fail(&self, msg: String) {
+        let mut err = self.err.lock().unwrap_or_else(|e| e.into_inner());
+        err.get_or_insert(msg);
+    }
     /// Memory is handed to a transport: on the simulated device, queued work means a
     /// missing sync, kept for the next `sync` to report.
     fn handed_out(&self, what: &str) {
         if self.sim && self.queued.load(Ordering::Relaxed) {
-            let mut err = self.err.lock().unwrap_or_else(|e| e.into_inner());
-            err.get_or_insert_with(|| {
-                format!("{what}: device memory handed to a transport with kernels still queued (a sync is missing before the collective)")
-            });
+            self.fail(format!("{what}: device memory handed to a transport with kernels still queued (a sync is missing before the collective)"));
         }
     }
     /// Threads used by matrix products.
@@ -245,11 +249,14 @@ impl Backend for Cpu {
         let p = &mut params.0[poff..poff + len];
         let g = &grads.0[goff..goff + len];
         let s = soff..soff + len;
-        match states {
+        let r = match states {
             [] => rule.apply(p, g, &mut [], decay, hp),
             [a] => rule.apply(p, g, &mut [&mut a.0[s]], decay, hp),
             [a, b] => rule.apply(p, g, &mut [&mut a.0[s.clone()], &mut b.0[s]], decay, hp),
-            _ => panic!("internal error: {} optimizer state buffers", states.len()),
+            _ => Err(crate::optim::state_count_error(rule, states.len())),
+        };
+        if let Err(e) = r {
+            self.fail(e);
         }
     }
 

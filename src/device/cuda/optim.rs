@@ -133,10 +133,10 @@ impl Cuda {
                     &form
                 );
             }
-            (rule, states) => panic!(
-                "internal error: {rule:?} given {} optimizer state buffers",
-                states.len()
-            ),
+            (rule, states) => {
+                let e = crate::optim::state_count_error(rule, states.len());
+                self.record("optimizer_update", Err::<(), _>(e));
+            }
         }
     }
 }
