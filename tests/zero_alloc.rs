@@ -50,11 +50,11 @@ fn steady_state_engine_steps_do_not_allocate() {
             let mut data = batches(12);
             let mut next = move || Ok(data.pop().unwrap_or_else(|| unreachable!()));
             for _ in 0..3 {
-                engine.train_step(&mut next, 1e-3).unwrap();
+                engine.train_step(&mut next, 1e-3, false).unwrap();
             }
             let before = allocs();
             for _ in 0..2 {
-                engine.train_step(&mut next, 1e-3).unwrap();
+                engine.train_step(&mut next, 1e-3, false).unwrap();
             }
             let n = allocs() - before;
             assert_eq!(

@@ -6,9 +6,11 @@ pub mod bench;
 pub mod ckpt;
 pub mod config_show;
 pub mod data;
+mod divergence;
 pub mod estimate;
 pub mod report;
 pub mod sample;
+pub mod stop;
 pub mod train;
 
 /// Data-parallel training with DDP and ZeRO stages 1-3 over MPI.

@@ -4,7 +4,12 @@
 //!    other collective, so a bad config gives one clear error and no hang.
 //! 2. Build the backend, the model, the engine (this rank's states) and the data.
 //! 3. Loop: one optimizer step, metrics, evaluation, checkpoint.
-//!    Any error from here on aborts the whole job (`dist::abort_on_error`).
+//!    Any error from here on aborts the whole job (`dist::abort_on_error`). A signal or
+//!    the time limit stops it early, agreed in the step's all-reduce (`stop.rs`): every
+//!    rank saves and exits with `EXIT_STOPPED`. The watchdog (`dist::watchdog`) ends a
+//!    job that makes no progress.
+use super::divergence::DivergenceGuard;
+use super::stop::{StopWatch, EXIT_STOPPED};
 use crate::checkpoint;
 use crate::config::{Config, DataSource, ModelKind};
 use crate::data::batch::Batch;
@@ -12,13 +17,14 @@ use crate::data::{open_source, BatchSource, Feed, LoaderSpec, LoaderState, Split
 use crate::device::dispatch::{run_on, OnBackend};
 use crate::device::select::DeviceChoice;
 use crate::device::Backend;
+use crate::dist::watchdog::{self, Watchdog};
 use crate::dist::{abort_on_error, eprint_line, Dist, ScalarOp};
 use crate::metrics::{summary_table, MemCounter, MetricsWriter, PhaseTimes, Progress, StepRecord};
 use crate::model::build_model;
 use crate::zero::{Engine, StepOutcome};
 use clap::Args;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -27,17 +33,28 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     let loaded = args.cfg.load();
     let cuda_aware = loaded
         .as_ref()
         .map(|c| c.system.cuda_aware.clone())
         .unwrap_or_else(|_| "auto".into());
     let dist = Dist::init(&cuda_aware)?;
-    if run_job(&dist, loaded.map_err(anyhow::Error::from)).is_err() {
-        drop(dist); // MPI_Finalize on every rank: a clean, non-zero exit
-        std::process::exit(1);
-    }
-    Ok(())
+    let code = match run_job(&dist, loaded.map_err(anyhow::Error::from), started) {
+        Ok(Ended::Finished) => return Ok(()),
+        Ok(Ended::Stopped) => EXIT_STOPPED,
+        Err(Reported) => 1,
+    };
+    drop(dist); // MPI_Finalize on every rank: a clean, non-zero exit
+    std::process::exit(code);
+}
+
+/// How a training run ended (every rank alike).
+enum Ended {
+    /// All `train.steps` done.
+    Finished,
+    /// Stopped early by a signal or the time limit, after saving a checkpoint.
+    Stopped,
 }
 
 /// An error every rank has already printed (see [`agree`]).
@@ -45,14 +62,28 @@ struct Reported;
 
 /// Set-up errors (config, data, model, checkpoint) are agreed on before training, so every
 /// rank reports them and exits cleanly; errors inside the loop abort the job.
-fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> {
+fn run_job(
+    dist: &Dist,
+    loaded: anyhow::Result<Config>,
+    started: Instant,
+) -> Result<Ended, Reported> {
     let cfg = agree(
         dist,
         loaded.and_then(|c| Ok(c.validate(dist.size()).map(|_| c)?)),
     )?;
     let choice = agree(dist, choose_device(dist, &cfg))?;
-    let job = TrainOn { dist, cfg: &cfg };
-    match run_on(choice, cfg.system.threads, job) {
+    let stop = agree(dist, StopWatch::install(&cfg.train, started))?;
+    if cfg.system.collective_timeout > 0.0 {
+        let timeout = Duration::from_secs_f64(cfg.system.collective_timeout);
+        agree(dist, Watchdog::start(dist, timeout))?;
+    }
+    let threads = usable_threads(dist, cfg.system.threads);
+    let job = TrainOn {
+        dist,
+        cfg: &cfg,
+        stop,
+    };
+    match run_on(choice, threads, job) {
         Ok(done) => done,
         // This rank could not build its backend; the others report it at their next
         // agreement.
@@ -60,16 +91,30 @@ fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> 
     }
 }
 
+/// `system.threads`, at most the cores this rank may run on (its affinity mask and
+/// cgroup quota): more threads than cores only contend.
+fn usable_threads(dist: &Dist, asked: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(asked, |n| n.get());
+    if asked > cores {
+        log::warn!(
+            "rank {}: system.threads = {asked} but this rank may use {cores} core(s); using {cores}",
+            dist.rank()
+        );
+    }
+    asked.min(cores)
+}
+
 /// The rest of the job, on the backend `system.device` chose.
 struct TrainOn<'a> {
     dist: &'a Dist,
     cfg: &'a Config,
+    stop: StopWatch,
 }
 
 impl OnBackend for TrainOn<'_> {
-    type Out = Result<(), Reported>;
-    fn run<B: Backend + 'static>(self, backend: Arc<B>) -> Result<(), Reported> {
-        let (dist, cfg) = (self.dist, self.cfg);
+    type Out = Result<Ended, Reported>;
+    fn run<B: Backend + 'static>(self, backend: Arc<B>) -> Result<Ended, Reported> {
+        let (dist, cfg, mut stop) = (self.dist, self.cfg, self.stop);
         let mut engine = agree(dist, build_engine(dist, cfg, backend))?;
         // Collective (NCCL where it loads on every rank, if system.collectives allows). A
         // failure may leave other ranks inside NCCL's join, so it aborts the job.
@@ -81,14 +126,18 @@ impl OnBackend for TrainOn<'_> {
         }
         // Collective, but every rank checks the checkpoint before its first collective and
         // all agree on the outcome, so a bad checkpoint fails alike on every rank.
+        let t = Instant::now();
         let resumed = agree(dist, checkpoint::resume(dist, &mut engine, cfg))?;
+        if resumed.is_some() {
+            stop.save_took(t.elapsed()); // a save writes what the load read
+        }
         let io = agree(dist, open_io(dist, cfg, resumed))?;
         // The engine outlives the abort: dropping it first would wait on collectives in
         // flight that the other ranks may never finish.
-        if let Err(e) = train(dist, cfg, &mut engine, io) {
-            abort_on_error(dist, &e);
+        match train(dist, cfg, &mut engine, io, &mut stop) {
+            Ok(ended) => Ok(ended),
+            Err(e) => abort_on_error(dist, &e),
         }
-        Ok(())
     }
 }
 
@@ -207,7 +256,8 @@ fn train<B: Backend>(
     cfg: &Config,
     engine: &mut Engine<'_, B>,
     io: Io,
-) -> anyhow::Result<()> {
+    stop: &mut StopWatch,
+) -> anyhow::Result<Ended> {
     let Io {
         start,
         mut train_data,
@@ -230,16 +280,33 @@ fn train<B: Backend>(
         cfg.log.every,
     );
     let mut last = None;
+    let mut divergence = DivergenceGuard::new(match cfg.model.kind {
+        ModelKind::Gpt => cfg.model.vocab,
+        ModelKind::Mlp => cfg.model.classes,
+    });
     for step in start..cfg.train.steps {
         let lr = crate::optim::lr_at(&cfg.train, step);
+        watchdog::note_step(step as u64 + 1);
         let t0 = Instant::now();
         let wait0 = train_data.wait_ms();
-        let out = engine.train_step(&mut || train_data.next_batch(), lr)?;
+        let ask = stop.asks().is_some();
+        let out = engine.train_step(&mut || train_data.next_batch(), lr, ask)?;
+        stop.step_took(t0.elapsed());
         let step_ms = t0.elapsed().as_secs_f64() * 1e3;
         let data_wait_ms = train_data.wait_ms() - wait0;
         let is_last = step + 1 == cfg.train.steps;
-        let val_loss = if evaluating(cfg) && ((step + 1) % cfg.train.eval_every == 0 || is_last) {
-            Some(evaluate(engine, &val_batches)?)
+        if !out.skipped {
+            divergence.check(step + 1, out.loss, || diverged_hint(cfg, lr))?;
+        }
+        let mut stopping = out.stop;
+        let val_loss = if !stopping
+            && evaluating(cfg)
+            && ((step + 1) % cfg.train.eval_every == 0 || is_last)
+        {
+            watchdog::note("evaluation", None);
+            let (loss, stopped) = evaluate(engine, &val_batches, stop)?;
+            stopping = stopped;
+            loss
         } else {
             None
         };
@@ -262,8 +329,20 @@ fn train<B: Backend>(
             progress.update(&rec);
             last = Some(rec);
         }
-        if checkpoint::should_save(cfg, step as u64 + 1, is_last) {
+        let saving = checkpoint::should_save(cfg, step as u64 + 1, is_last)
+            || (stopping && !cfg.checkpoint.dir.is_empty());
+        if saving {
+            watchdog::note("saving a checkpoint", None);
+            let t = Instant::now();
             checkpoint::save(dist, engine, cfg, step as u64 + 1, train_data.state())?;
+            stop.save_took(t.elapsed());
+        }
+        if stopping && !is_last {
+            progress.finish();
+            if dist.is_root() {
+                stopped_message(cfg, step + 1);
+            }
+            return Ok(Ended::Stopped);
         }
     }
     progress.finish();
@@ -274,19 +353,51 @@ fn train<B: Backend>(
             .unwrap_or_default();
         println!("final: step {} loss {:.4}{val}", rec.step, rec.loss);
     }
-    Ok(())
+    Ok(Ended::Finished)
 }
 
-/// Mean validation loss over `batches` (not empty), averaged over ranks.
+/// Rank 0's line when the run stopped early.
+fn stopped_message(cfg: &Config, step: usize) {
+    let how = if cfg.checkpoint.dir.is_empty() {
+        "no checkpoint.dir is set, so nothing was saved to resume from".to_string()
+    } else {
+        format!(
+            "saved step {step} in {}; run again with checkpoint.resume = \"auto\" to go on",
+            cfg.checkpoint.dir
+        )
+    };
+    println!(
+        "stopped early at step {step} of {}: {how} (exit code {EXIT_STOPPED})",
+        cfg.train.steps
+    );
+}
+
+/// What to change when the loss diverges: the learning rate, and clipping when it is off.
+fn diverged_hint(cfg: &Config, lr: f64) -> String {
+    let clip = if cfg.train.clip_grad > 0.0 {
+        String::new()
+    } else {
+        " or set train.clip_grad (e.g. 1.0)".to_string()
+    };
+    format!("lower train.lr (the step ran at {lr:.3e}){clip}")
+}
+
+/// Mean validation loss over `batches` (not empty), averaged over ranks; `None` (and
+/// true) when a rank asked to stop, which every rank learns at the same batch.
 fn evaluate<B: crate::device::Backend>(
     engine: &mut Engine<'_, B>,
     batches: &[Batch],
-) -> anyhow::Result<f64> {
+    stop: &mut StopWatch,
+) -> anyhow::Result<(Option<f64>, bool)> {
     let mut sum = 0.0;
     for batch in batches {
-        sum += engine.eval_loss(batch)?;
+        let (loss, stopping) = engine.eval_loss(batch, stop.asks().is_some())?;
+        if stopping {
+            return Ok((None, true));
+        }
+        sum += loss;
     }
-    Ok(sum / batches.len() as f64)
+    Ok((Some(sum / batches.len() as f64), false))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -134,6 +134,10 @@ pub struct TrainConfig {
     /// Evaluate every this many steps (0 = never, except at the end when > 0 batches).
     pub eval_every: usize,
     pub eval_batches: usize,
+    /// Wall-clock limit of the run: save a checkpoint and stop (exit code 75, resumable)
+    /// before it, in Slurm's format `[D-]HH:MM:SS`, `MM:SS` or seconds ("" = none).
+    /// Slurm's job end time (`SLURM_JOB_END_TIME`) applies too when it is set.
+    pub time_limit: String,
 }
 
 impl Default for TrainConfig {
@@ -157,6 +161,7 @@ impl Default for TrainConfig {
             seed: 1337,
             eval_every: 0,
             eval_batches: 4,
+            time_limit: String::new(),
         }
     }
 }
@@ -278,6 +283,9 @@ pub struct SystemConfig {
     /// has it on every rank, else MPI), "mpi" (direct with `cuda_aware = "on"`, else
     /// staged) or "nccl".
     pub collectives: String,
+    /// Seconds a rank may go without progress (a collective or a step that does not
+    /// finish) before the watchdog names what it waits on and aborts the job (0 = off).
+    pub collective_timeout: f64,
 }
 
 impl Default for SystemConfig {
@@ -287,8 +295,46 @@ impl Default for SystemConfig {
             threads: 1,
             cuda_aware: "auto".into(),
             collectives: "auto".into(),
+            collective_timeout: 600.0,
         }
     }
+}
+
+impl TrainConfig {
+    /// `time_limit` as a duration (`None` when unset); validated at load.
+    pub fn time_limit(&self) -> Option<std::time::Duration> {
+        parse_duration(&self.time_limit).ok().flatten()
+    }
+}
+
+/// A duration in Slurm's formats: `[D-]HH:MM:SS`, `MM:SS`, or plain seconds; "" is none.
+fn parse_duration(text: &str) -> Result<Option<std::time::Duration>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("{text:?} is not a duration: use [D-]HH:MM:SS, MM:SS or seconds");
+    let (days, rest) = match t.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().map_err(|_| bad())?, r),
+        None => (0, t),
+    };
+    let parts = rest
+        .split(':')
+        .map(|p| p.parse::<u64>().map_err(|_| bad()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secs = match parts[..] {
+        [s] if days == 0 => s,
+        [m, s] if days == 0 => m * 60 + s,
+        [h, m, s] => h * 3600 + m * 60 + s,
+        _ => return Err(bad()),
+    };
+    let total = days * 86400 + secs;
+    if total == 0 {
+        return Err(format!(
+            "{text:?} is zero: leave train.time_limit empty for no limit"
+        ));
+    }
+    Ok(Some(std::time::Duration::from_secs(total)))
 }
 
 fn invalid(file: &str, key: &str, msg: impl Into<String>) -> ConfigError {
@@ -444,6 +490,19 @@ impl Config {
                 ),
             ));
         }
+        if !(self.system.collective_timeout.is_finite() && self.system.collective_timeout >= 0.0) {
+            return Err(invalid(
+                file,
+                "system.collective_timeout",
+                format!(
+                    "must be a number of seconds >= 0 (0 = off), got {}",
+                    self.system.collective_timeout
+                ),
+            ));
+        }
+        if let Err(msg) = parse_duration(&t.time_limit) {
+            return Err(invalid(file, "train.time_limit", msg));
+        }
         if self.system.threads == 0 {
             return Err(invalid(file, "system.threads", "must be at least 1"));
         }
@@ -480,5 +539,23 @@ impl Config {
     /// Samples (sequences) in one optimizer step across all ranks.
     pub fn global_batch(&self, world: usize) -> usize {
         self.train.micro_batch * self.train.grad_accum * world
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_in_slurm_formats() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.map(|d| d.as_secs()));
+        assert_eq!(secs(""), Ok(None));
+        assert_eq!(secs("90"), Ok(Some(90)));
+        assert_eq!(secs("02:30"), Ok(Some(150)));
+        assert_eq!(secs("01:00:05"), Ok(Some(3605)));
+        assert_eq!(secs("2-00:00:01"), Ok(Some(2 * 86400 + 1)));
+        for bad in ["1h", "1:2:3:4", "-5", "2-30", "0", "00:00:00", "1.5"] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
     }
 }

@@ -7,7 +7,7 @@ use mpi::environment::Threading;
 use mpi::traits::*;
 
 use super::cuda_aware::{self, CudaAwareSetting, CUDA_AWARE_ENV};
-use super::{elem, install_panic_hook, logging, with_rank_before_init, Dist, Group};
+use super::{elem, install_panic_hook, launch_check, logging, with_rank_before_init, Dist, Group};
 
 /// The value of `MPI_IN_PLACE` for a library, from its `MPI_Get_library_version` string:
 /// `(void*)1` in Open MPI, `(void*)-1` in MPICH and its derivatives; `None` if unknown.
@@ -43,6 +43,11 @@ impl Dist {
         let rank = universe.world().rank() as usize;
         logging::init_logging(rank);
         install_panic_hook(rank);
+        // A world that disagrees with the launcher is the same on every rank of it, so
+        // each fails alike before any collective.
+        let size = universe.world().size() as usize;
+        launch_check::check(size, |k| std::env::var(k).ok())
+            .map_err(|e| anyhow::anyhow!("rank {rank}: {e}"))?;
         if provided < Threading::Funneled {
             log::warn!("MPI provides thread level {provided:?} < Funneled; continuing: only the main thread calls MPI");
         }

@@ -14,9 +14,12 @@ mod cuda_aware;
 mod elem;
 mod group;
 mod init;
+mod launch_check;
 mod logging;
 mod nonblocking;
+mod peer_status;
 mod raw;
+pub mod watchdog;
 
 pub use abort::{abort_on_error, env_rank, eprint_line, install_panic_hook, with_rank_before_init};
 pub use collectives::{DistError, ReduceOp, ScalarOp};

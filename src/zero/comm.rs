@@ -4,7 +4,7 @@
 //! `exposed_ms`.
 use crate::config::DType;
 use crate::device::{Backend, DeviceCollective, Store};
-use crate::dist::{Group, RawCollective, Request, ScalarOp};
+use crate::dist::{watchdog, Group, RawCollective, Request, ScalarOp};
 use crate::metrics::{CommCounter, CommKind};
 use serde::Serialize;
 use std::time::Instant;
@@ -469,6 +469,10 @@ pub fn all_gather_in_place<B: Backend>(
 /// grad-norm partials).
 pub fn sum_scalars<const N: usize>(group: &Group, x: [f64; N], stats: &mut CommStats) -> [f64; N] {
     let t = Instant::now();
+    watchdog::note(
+        "the all-reduce of the step's scalars (loss, norm, stop)",
+        None,
+    );
     let s = group.all_reduce_f64s(x, ScalarOp::Sum);
     stats.blocking(t);
     s

@@ -48,6 +48,9 @@ pub struct StepOutcome {
     /// Bytes the step copied between host and device (batch, logged scalars, and the
     /// staged transport's copies).
     pub transfers: Transfers,
+    /// Some rank asked to stop (`ask_stop`), agreed by every rank in the step's
+    /// all-reduce: the caller stops after this step.
+    pub stop: bool,
 }
 
 pub struct Engine<'d, B: Backend> {
@@ -234,10 +237,13 @@ impl<'d, B: Backend> Engine<'d, B> {
     }
 
     /// Runs `grad_accum` micro-batches from `next_batch` and one optimizer step at `lr`.
+    /// `ask_stop` (this rank wants to stop: a signal, the time limit) rides on the step's
+    /// own all-reduce, so every rank learns in `StepOutcome::stop` whether any asked.
     pub fn train_step(
         &mut self,
         next_batch: &mut dyn FnMut() -> anyhow::Result<Batch>,
         lr: f64,
+        ask_stop: bool,
     ) -> anyhow::Result<StepOutcome> {
         self.core.stats.reset();
         let transfers_before = self.core.be().transfers();
@@ -270,7 +276,8 @@ impl<'d, B: Backend> Engine<'d, B> {
         }
         let compute_ms = t0.elapsed().as_secs_f64() * 1e3 - self.core.stats.exposed_ms;
         let t1 = Instant::now();
-        let (loss, grad_norm, skipped) = self.optimizer_step(lr, loss_sum / accum as f64)?;
+        let (loss, grad_norm, skipped, stop) =
+            self.optimizer_step(lr, loss_sum / accum as f64, ask_stop)?;
         self.core.stats.finish();
         Ok(StepOutcome {
             loss,
@@ -281,11 +288,13 @@ impl<'d, B: Backend> Engine<'d, B> {
             optimizer_ms: t1.elapsed().as_secs_f64() * 1e3,
             comm: self.core.stats.clone(),
             transfers: self.core.be().transfers().since(transfers_before),
+            stop,
         })
     }
 
-    /// Mean loss of `batch` across ranks without touching gradients.
-    pub fn eval_loss(&mut self, batch: &Batch) -> anyhow::Result<f64> {
+    /// Mean loss of `batch` across ranks without touching gradients, and whether any
+    /// rank asked to stop (`ask_stop`, agreed in the same all-reduce).
+    pub fn eval_loss(&mut self, batch: &Batch, ask_stop: bool) -> anyhow::Result<(f64, bool)> {
         self.model.set_batch(batch)?;
         self.forward_all()?;
         self.core
@@ -296,8 +305,8 @@ impl<'d, B: Backend> Engine<'d, B> {
         self.params.release_all(&self.core);
         let mut scratch = CommStats::default();
         let dp = self.core.dp.group;
-        let [sum] = comm::sum_scalars(dp, [local], &mut scratch);
-        Ok(sum / dp.size() as f64)
+        let [sum, asked] = comm::sum_scalars(dp, [local, ask_stop as u8 as f64], &mut scratch);
+        Ok((sum / dp.size() as f64, asked > 0.0))
     }
 
     /// Forward through every unit, gathering or converting parameters as the stage needs.
@@ -357,23 +366,41 @@ impl<'d, B: Backend> Engine<'d, B> {
     }
 
     /// The optimizer step, given this rank's mean micro-batch loss: returns the mean loss
-    /// over ranks, the global gradient norm (NaN when skipped) and whether the step was
-    /// skipped for an fp16 overflow.
-    fn optimizer_step(&mut self, lr: f64, local_loss: f64) -> anyhow::Result<(f64, f64, bool)> {
+    /// over ranks, the global gradient norm (NaN when skipped), whether the step was
+    /// skipped for an fp16 overflow and whether any rank asked to stop.
+    fn optimizer_step(
+        &mut self,
+        lr: f64,
+        local_loss: f64,
+        ask_stop: bool,
+    ) -> anyhow::Result<(f64, f64, bool, bool)> {
         let scale = self.scaler.scale() as f64;
-        // One all-reduce (with the loss) of the partial sums of squares gives the global
-        // norm, and a non-finite sum is the fp16 overflow flag.
+        // One all-reduce (with the loss and the stop request) of the partial sums of
+        // squares gives the global norm, and a non-finite sum is the fp16 overflow flag.
         let partial = self.opt.grad_sum_squares(&self.core, &mut self.grads)?;
         let dp = self.core.dp.group;
-        let [loss_sum, sumsq] = comm::sum_scalars(dp, [local_loss, partial], &mut self.core.stats);
+        let [loss_sum, sumsq, asked] = comm::sum_scalars(
+            dp,
+            [local_loss, partial, ask_stop as u8 as f64],
+            &mut self.core.stats,
+        );
         let loss = loss_sum / dp.size() as f64;
+        let stop = asked > 0.0;
         if !sumsq.is_finite() {
             if self.core.plan.dtype != DType::Fp16 {
-                anyhow::bail!("non-finite gradient at step {} (loss diverged); lower train.lr or enable train.clip_grad", self.step + 1);
+                let clip = if self.clip_max.is_some() {
+                    ""
+                } else {
+                    " or set train.clip_grad (e.g. 1.0)"
+                };
+                anyhow::bail!(
+                    "non-finite gradient at step {} (loss {loss:.4e}): training diverged; lower train.lr{clip}",
+                    self.step + 1
+                );
             }
             self.scaler.update(true)?;
             self.grads.zero(self.core.be());
-            return Ok((loss, f64::NAN, true));
+            return Ok((loss, f64::NAN, true, stop));
         }
         self.scaler.update(false)?;
         let grad_norm = sumsq.sqrt() / scale;
@@ -397,6 +424,6 @@ impl<'d, B: Backend> Engine<'d, B> {
         )?;
         self.params.publish(&mut self.core, self.opt.master())?;
         self.grads.zero(self.core.be());
-        Ok((loss, grad_norm, false))
+        Ok((loss, grad_norm, false, stop))
     }
 }

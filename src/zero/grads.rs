@@ -8,7 +8,7 @@ use super::core::{Core, Home};
 use super::plan::{buckets, GradReduction};
 use crate::config::DType;
 use crate::device::Backend;
-use crate::dist::RawCollective;
+use crate::dist::{watchdog, RawCollective};
 use crate::metrics::{MemCounter, Transient};
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -259,6 +259,7 @@ impl<B: Backend> Grads<B> {
             _ => core.shard.group,
         };
         let be = core.backend.as_ref();
+        watchdog::note("waiting for the gradient reduction of bucket", Some(b));
         let bufs = op.wait(be, group, &mut core.staging, &mut core.stats)?;
         // An all-reduce's result is in its send buffer, a reduce-scatter's in recv.
         let result = match reduction {

@@ -6,7 +6,7 @@
 use super::comm::{self, InFlight, MemPair, Target};
 use super::core::{Core, Home};
 use crate::device::{Backend, Store};
-use crate::dist::RawCollective;
+use crate::dist::{watchdog, RawCollective};
 use crate::metrics::{MemCounter, Transient};
 
 pub(super) struct Params<B: Backend> {
@@ -178,6 +178,7 @@ impl<B: Backend> Params<B> {
                 }
             };
             let be = core.backend.as_ref();
+            watchdog::note("waiting for the parameter gather of unit", Some(u));
             let bufs = op.wait(be, core.shard.group, &mut core.staging, &mut core.stats)?;
             be.mem_to_f32(&mut buf, 0, &bufs.recv, 0, padded);
             self.gather_bufs.push(bufs);
@@ -249,6 +250,7 @@ impl<B: Backend> Params<B> {
                 Home::Typed(m) => Target::Mem(m),
             };
             let shard = core.layout.units[u].shard;
+            watchdog::note("publishing the updated parameters of unit", Some(u));
             comm::all_gather_in_place(
                 be,
                 &core.shard,

@@ -103,7 +103,7 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
     };
     let lr = run_cfg.train.lr;
     let mut step = || -> anyhow::Result<f64> {
-        let out = engine.train_step(&mut || Ok(batch.clone()), lr)?;
+        let out = engine.train_step(&mut || Ok(batch.clone()), lr, false)?;
         Ok(out.loss)
     };
     for _ in 0..3 {
