@@ -155,34 +155,58 @@ fn token_outside_vocabulary() {
     rewrite(&p, &t);
     let msg = format!("token id {bad} at position 123");
     assert_has(&inspect_err(&ds, true), &["train_001.h5", &msg]);
-    // Training: the batch whose window covers position 123 of shard 1 fails, not earlier.
+    // Training with data.verify = false: the batch whose window covers position 123 of
+    // shard 1 fails, not earlier. With data.verify (the default): the first batch that
+    // reads shard 1, whose check reads it all.
     let sp = spec(0, 1, 2, CTX, 1, Sampling::Epoch);
     let (_, mut sampler) = open_sampler(&ds, &sp, None).unwrap();
-    let g_bad = (0..)
-        .find(|_| {
-            sampler
-                .next_refs()
-                .iter()
-                .any(|r| r.shard == 1 && r.offset <= 123 && 123 < r.offset + CTX as u64 + 1)
-        })
-        .unwrap();
-    let mut src = open_source(
-        &hdf5_cfg(&ds, Sampling::Epoch),
-        &gpt(m.vocab_size, CTX),
-        sp,
-        None,
-    )
-    .unwrap();
-    for g in 0..g_bad {
-        src.next_batch()
-            .unwrap_or_else(|e| panic!("batch {g} before the bad one failed: {e:#}"));
-    }
-    let e = format!("{:#}", src.next_batch().unwrap_err());
-    assert_has(
-        &e,
-        &["train_001.h5", &msg, &format!("global micro-batch {g_bad}")],
+    let refs: Vec<_> = (0..200).map(|_| sampler.next_refs()).collect();
+    let first = |covers: &dyn Fn(u64) -> bool| {
+        refs.iter()
+            .position(|b| b.iter().any(|r| r.shard == 1 && covers(r.offset)))
+            .unwrap()
+    };
+    let g_bad = first(&|o| o <= 123 && 123 < o + CTX as u64 + 1);
+    let g_first = first(&|_| true);
+    assert!(
+        g_first < g_bad,
+        "the test needs shard 1 read before position 123"
     );
-    assert!(src.next_batch().is_err(), "a failed loader stays failed");
+    for (verify, g_fail) in [(false, g_bad), (true, g_first)] {
+        let mut cfg = hdf5_cfg(&ds, Sampling::Epoch);
+        cfg.verify = verify;
+        let (g, e) = first_failure(&cfg, &gpt(m.vocab_size, CTX), sp.clone());
+        assert_eq!(g, g_fail, "verify {verify}: {e}");
+        assert_has(
+            &e,
+            &[
+                "train_001.h5",
+                &msg,
+                &format!("global micro-batch {g_fail}"),
+            ],
+        );
+    }
+}
+
+/// The global micro-batch at which the loader first fails (0 when opening it fails: it
+/// reads the first batch), with the error; and a failed loader stays failed.
+fn first_failure(
+    cfg: &zerotrain::config::DataConfig,
+    model: &zerotrain::config::ModelConfig,
+    sp: zerotrain::data::LoaderSpec,
+) -> (usize, String) {
+    let mut src = match open_source(cfg, model, sp, None) {
+        Ok(src) => src,
+        Err(e) => return (0, format!("{e:#}")),
+    };
+    // The first batch was read when the source opened.
+    for g in 0..1000 {
+        if let Err(e) = src.next_batch() {
+            assert!(src.next_batch().is_err(), "a failed loader stays failed");
+            return (g, format!("{e:#}"));
+        }
+    }
+    panic!("the loader never failed");
 }
 
 #[test]

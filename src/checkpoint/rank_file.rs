@@ -18,7 +18,7 @@ pub fn write(
     mut piece: impl FnMut(usize) -> anyhow::Result<UnitPiece>,
 ) -> anyhow::Result<()> {
     crate::data::shard::quiet_hdf5();
-    let f = hdf5::File::create(path).map_err(|e| CkptError::hdf5(path, "create", e))?;
+    let f = crate::data::h5file::create(path).map_err(|e| CkptError::hdf5(path, "create", e))?;
     for (u, name) in units.iter().enumerate() {
         let p = piece(u)?;
         let herr = |what: &str, e| CkptError::hdf5(path, &format!("unit {name}: {what}"), e);

@@ -113,6 +113,9 @@ pub struct BenchArgs {
     batches: usize,
     #[arg(long, default_value_t = 4)]
     prefetch: usize,
+    /// Skip the checksum check of each shard's first read (as `data.verify = false`).
+    #[arg(long)]
+    no_verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -168,6 +171,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         path: a.loader.dir.to_string_lossy().into_owned(),
         sampling: a.loader.spec(1).sampling,
         prefetch: a.prefetch,
+        verify: !a.no_verify,
     };
     let mut spec = a.loader.spec(a.prefetch);
     if m.kind == Kind::Classify {
@@ -180,8 +184,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         "rows"
     };
     println!(
-        "data bench: {} batches of {} x {} in {:.3} s: {:.0} {unit}/s per rank \
-         (next_batch waited {:.1} ms in all)",
+        "data bench: opened in {:.3} s (first batch{}); {} batches of {} x {} in {:.3} s: \
+         {:.0} {unit}/s per rank (next_batch waited {:.1} ms in all)",
+        r.open_seconds,
+        if a.no_verify {
+            ""
+        } else {
+            " and verifying the shards it reads"
+        },
         r.batches,
         a.loader.micro_batch,
         if m.kind == Kind::Tokens {

@@ -80,6 +80,9 @@ pub struct DataConfig {
     pub sampling: Sampling,
     /// Batches the prefetch thread keeps ready.
     pub prefetch: usize,
+    /// Check each shard's checksum against manifest.json the first time this rank reads
+    /// it (in the prefetch thread; one full read of the shard).
+    pub verify: bool,
 }
 
 impl Default for DataConfig {
@@ -89,6 +92,7 @@ impl Default for DataConfig {
             path: String::new(),
             sampling: Sampling::Random,
             prefetch: 4,
+            verify: true,
         }
     }
 }

@@ -8,6 +8,9 @@ use std::time::Instant;
 /// Throughput of one rank's loader over `batches` batches.
 #[derive(Debug, Clone)]
 pub struct BenchResult {
+    /// Opening the source, its first batch included (with `data.verify`, the checksum
+    /// of each shard that batch reads).
+    pub open_seconds: f64,
     pub batches: usize,
     /// Target tokens (or rows) delivered.
     pub tokens: usize,
@@ -25,9 +28,11 @@ pub fn bench(
     spec: LoaderSpec,
     batches: usize,
 ) -> Result<BenchResult> {
+    let t = Instant::now();
     let mut src = open_source(cfg, feed, spec, None)?;
     // The first batch includes thread start-up and file opening warm-up.
     src.next_batch()?;
+    let open_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut tokens = 0;
     for _ in 0..batches {
@@ -35,6 +40,7 @@ pub fn bench(
     }
     let seconds = t.elapsed().as_secs_f64().max(1e-9);
     Ok(BenchResult {
+        open_seconds,
         batches,
         tokens,
         seconds,

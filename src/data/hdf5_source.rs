@@ -1,5 +1,8 @@
 //! Batches read from an HDF5 dataset directory: each rank reads only its windows (rows)
-//! by hyperslab and checks every id against the vocabulary as it reads.
+//! by hyperslab and checks every id against the vocabulary as it reads. With
+//! `data.verify`, the first time this rank reads a shard it reads it in full and checks
+//! the checksum manifest.json records (`Shard::verify`), so a rank verifies only the
+//! shards it reads, each once. This runs where `produce` runs: the prefetch thread.
 use super::error::DataError;
 use super::manifest::{Kind, Manifest};
 use super::sampler::{LoaderState, Sampler};
@@ -10,6 +13,7 @@ use super::Feed;
 use crate::config::Sampling;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
+use std::time::Instant;
 
 /// The sampler for `spec` over the dataset in `dir` (manifest read and checked; shard
 /// files are not opened). Units: windows of ctx + 1 tokens, or rows.
@@ -95,16 +99,19 @@ pub struct Hdf5Producer {
     /// Tokens per sequence, or features per row.
     width: usize,
     limit: usize,
-    rank: usize,
+    /// By manifest index: the checksum is still to be checked before the first read.
+    unverified: Vec<bool>,
 }
 
 impl Hdf5Producer {
-    /// Opens and checks every shard of the split, and the data against the model.
+    /// Opens and checks every shard of the split, and the data against the model;
+    /// `verify`: check each shard's checksum before its first read.
     pub fn open(
         dir: &Path,
         feed: Feed,
         spec: &LoaderSpec,
         resume: Option<LoaderState>,
+        verify: bool,
     ) -> Result<Self> {
         let mpath = dir.join(super::manifest::MANIFEST);
         let (m, sampler) = open_sampler(dir, spec, resume)?;
@@ -151,18 +158,43 @@ impl Hdf5Producer {
         for (i, e) in m.split(spec.split) {
             shards[i] = Some(Shard::open(dir, &m, e)?);
         }
+        let unverified = shards.iter().map(|s| verify && s.is_some()).collect();
         Ok(Hdf5Producer {
             sampler,
             kind: m.kind,
             shards,
             width,
             limit: m.id_limit(),
-            rank: spec.rank,
+            unverified,
         })
+    }
+
+    /// Verifies shard `i` if this is its first read (one full read: `Shard::verify`).
+    fn verify_once(&mut self, i: usize) -> Result<(), DataError> {
+        if !self.unverified.get(i).copied().unwrap_or(false) {
+            return Ok(());
+        }
+        if let Some(shard) = self.shards.get(i).and_then(|s| s.as_ref()) {
+            let t = Instant::now();
+            shard.verify(self.limit)?;
+            let s = t.elapsed().as_secs_f64();
+            let mb = shard.data_bytes() as f64 / 1e6;
+            log::debug!(
+                "verified {} ({mb:.1} MB) in {:.1} ms, {:.0} MB/s",
+                shard.path.display(),
+                s * 1e3,
+                mb / s.max(1e-9)
+            );
+        }
+        self.unverified[i] = false;
+        Ok(())
     }
 
     fn read(&mut self) -> Result<Batch, DataError> {
         let refs = self.sampler.next_refs();
+        for r in &refs {
+            self.verify_once(r.shard)?;
+        }
         let b = refs.len();
         let w = self.width;
         let shard = |i: usize| {
@@ -214,9 +246,9 @@ impl Hdf5Producer {
 impl Producer for Hdf5Producer {
     fn produce(&mut self) -> Result<Batch> {
         let g = self.sampler.state().batches;
-        let rank = self.rank;
+        // The rank is not named: `train` prefixes every rank's errors with it.
         self.read()
-            .with_context(|| format!("loading global micro-batch {g} on rank {rank}"))
+            .with_context(|| format!("loading global micro-batch {g}"))
     }
     fn state(&self) -> LoaderState {
         self.sampler.state()

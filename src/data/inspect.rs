@@ -1,5 +1,4 @@
 //! `zerotrain data inspect`: what a dataset holds; `--verify` rescans every shard.
-use super::error::DataError;
 use super::manifest::{Kind, Manifest, Split};
 use super::shard::Shard;
 use anyhow::Result;
@@ -9,9 +8,10 @@ use std::path::Path;
 /// Vocabulary entries shown in the report.
 const VOCAB_SHOWN: usize = 96;
 
-/// A human-readable report of the dataset in `dir`. Every shard is opened and checked
-/// against the manifest (dtype, shape, count); with `verify`, every shard is also read
-/// in full: checksums recomputed and every id checked against the vocabulary (classes).
+/// A human-readable report of the dataset in `dir`. Every shard is opened (read-only,
+/// without HDF5 file locking) and checked against the manifest (dtype, shape, count);
+/// with `verify`, every shard is also read in full (`Shard::verify`): checksums
+/// recomputed and every id checked against the vocabulary (classes).
 /// The first problem found is returned as an error naming the file (and position).
 pub fn inspect(dir: &Path, verify: bool) -> Result<String> {
     let m = Manifest::load(dir)?;
@@ -58,17 +58,7 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<String> {
     for e in &m.shards {
         let shard = Shard::open(dir, &m, e)?;
         let check = if verify {
-            let crc = shard.scan(m.id_limit())?;
-            if crc != e.crc32 {
-                return Err(DataError::shard(
-                    &shard.path,
-                    format!(
-                        "checksum mismatch: manifest.json says crc32 {:08x}, the data gives {crc:08x}",
-                        e.crc32
-                    ),
-                )
-                .into());
-            }
+            shard.verify(m.id_limit())?;
             "verified"
         } else {
             "opened"

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod bench;
 pub mod error;
 mod feed;
+pub mod h5file;
 pub mod hdf5_source;
 pub mod inspect;
 pub mod manifest;

@@ -16,6 +16,8 @@ pub struct Prefetcher {
     state: LoaderState,
     wait_ms: f64,
     failed: bool,
+    /// The batch `wait_first` received (and the position after it), for `next_batch`.
+    first: Option<(Batch, LoaderState)>,
 }
 
 impl Prefetcher {
@@ -39,23 +41,27 @@ impl Prefetcher {
             state,
             wait_ms: 0.0,
             failed: false,
+            first: None,
         })
     }
-}
 
-impl BatchSource for Prefetcher {
-    fn next_batch(&mut self) -> Result<Batch> {
+    /// Waits for the first batch and keeps it for `next_batch`, so whatever it meets (a
+    /// shard's checksum, a bad token) is an error of opening the source. Not counted in
+    /// `wait_ms`.
+    pub fn wait_first(&mut self) -> Result<()> {
+        let item = self.receive()?;
+        self.first = Some(item);
+        Ok(())
+    }
+
+    /// The next batch from the thread; an error (the producer's, or the thread gone)
+    /// leaves the source failed.
+    fn receive(&mut self) -> Result<(Batch, LoaderState)> {
         if self.failed {
             return Err(anyhow!("the data loader stopped after an earlier error"));
         }
-        let t = Instant::now();
-        let got = self.rx.as_ref().map(|rx| rx.recv());
-        self.wait_ms += t.elapsed().as_secs_f64() * 1e3;
-        match got {
-            Some(Ok((Ok(b), st))) => {
-                self.state = st;
-                Ok(b)
-            }
+        match self.rx.as_ref().map(|rx| rx.recv()) {
+            Some(Ok((Ok(b), st))) => Ok((b, st)),
             Some(Ok((Err(e), _))) => {
                 self.failed = true;
                 Err(e)
@@ -65,6 +71,22 @@ impl BatchSource for Prefetcher {
                 Err(anyhow!("the data prefetch thread ended unexpectedly"))
             }
         }
+    }
+}
+
+impl BatchSource for Prefetcher {
+    fn next_batch(&mut self) -> Result<Batch> {
+        let (b, st) = match self.first.take() {
+            Some(item) => item,
+            None => {
+                let t = Instant::now();
+                let got = self.receive();
+                self.wait_ms += t.elapsed().as_secs_f64() * 1e3;
+                got?
+            }
+        };
+        self.state = st;
+        Ok(b)
     }
     fn state(&self) -> LoaderState {
         self.state

@@ -1,5 +1,6 @@
 //! One open shard file: checked against its manifest entry on open, read by hyperslab.
 use super::error::DataError;
+use super::h5file;
 use super::manifest::{IntType, Kind, Manifest, ShardEntry};
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5::{Dataset, Selection};
@@ -9,11 +10,8 @@ use std::path::{Path, PathBuf};
 /// Elements read at a time when a whole shard is scanned (`verify`).
 const SCAN_CHUNK: usize = 1 << 20;
 
-/// Turns off HDF5's own error printing (its error stack on stderr); our errors say it.
-pub fn quiet_hdf5() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| hdf5::silence_errors(true));
-}
+/// Where the checkpoint code has always found it.
+pub use super::h5file::quiet_hdf5;
 
 /// An open shard; the datasets stay open for the loader's lifetime.
 pub struct Shard {
@@ -21,6 +19,8 @@ pub struct Shard {
     /// Tokens or samples.
     pub count: u64,
     pub dtype: IntType,
+    /// The checksum manifest.json records (`ShardEntry::crc32`).
+    pub crc32: u32,
     body: Body,
 }
 
@@ -43,9 +43,9 @@ fn descriptor(t: IntType) -> TypeDescriptor {
 
 impl Shard {
     /// Opens `entry` of the dataset in `dir` and checks it against the manifest:
-    /// file present and readable as HDF5, dataset names, shapes, dtype and count.
+    /// file present and readable as HDF5, dataset names, shapes, dtype and count. The
+    /// file is opened read-only without HDF5 file locking (see `h5file`).
     pub fn open(dir: &Path, m: &Manifest, entry: &ShardEntry) -> Result<Shard, DataError> {
-        quiet_hdf5();
         let path = Manifest::shard_path(dir, entry);
         if !path.is_file() {
             return Err(DataError::shard(
@@ -53,11 +53,13 @@ impl Shard {
                 "shard listed in manifest.json is missing",
             ));
         }
-        let file = hdf5::File::open(&path).map_err(|e| {
-            DataError::shard(
-                &path,
-                format!("cannot open as HDF5 (truncated or corrupt?): {e}"),
-            )
+        let file = h5file::open_read(&path).map_err(|e| {
+            let why = if h5file::is_locking_error(&e) {
+                ""
+            } else {
+                " (truncated or corrupt?)"
+            };
+            DataError::shard(&path, format!("cannot open as HDF5{why}: {e}"))
         })?;
         let open = |name: &str| {
             file.dataset(name)
@@ -136,8 +138,36 @@ impl Shard {
             path,
             count: entry.count,
             dtype: entry.dtype,
+            crc32: entry.crc32,
             body,
         })
+    }
+
+    /// Bytes the checksum covers: the ids, and for classify also `x` (float32).
+    pub fn data_bytes(&self) -> u64 {
+        let x = match &self.body {
+            Body::Tokens(_) => 0,
+            Body::Classify { d, .. } => 4 * *d as u64,
+        };
+        self.count * (x + self.dtype.size() as u64)
+    }
+
+    /// Reads the whole shard (`scan`) and checks its checksum against the manifest's:
+    /// `data inspect --verify` and the loader's first read of a shard (`data.verify`).
+    pub fn verify(&self, limit: usize) -> Result<(), DataError> {
+        let crc = self.scan(limit)?;
+        if crc != self.crc32 {
+            return Err(DataError::shard(
+                &self.path,
+                format!(
+                    "checksum mismatch: manifest.json says crc32 {:08x}, the data gives \
+                     {crc:08x} (the shard changed after the manifest was written, or is \
+                     corrupt)",
+                    self.crc32
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn read_err(&self, what: &str, e: hdf5::Error) -> DataError {
@@ -218,7 +248,7 @@ impl Shard {
     }
 
     /// Scans the whole shard in chunks: checks every id is `< limit` and returns the
-    /// CRC-32 of the data values (see `ShardEntry::crc32`). For `inspect --verify`.
+    /// CRC-32 of the data values (see `ShardEntry::crc32`). For `verify`.
     pub fn scan(&self, limit: usize) -> Result<u32, DataError> {
         let mut crc = crc32fast::Hasher::new();
         let mut bytes = Vec::new();
@@ -247,13 +277,19 @@ impl Shard {
                 .1
                 .read_slice_1d::<i64, _>(c..e)
                 .map_err(|e| self.read_err(ids.0, e))?;
-            bytes.clear();
-            for (j, &v) in a.iter().enumerate() {
-                if v < 0 || v as usize >= limit {
-                    return Err(self.range_err(ids.0, (c + j) as u64, v, limit));
+            let owned;
+            let a = match a.as_slice() {
+                Some(a) => a,
+                None => {
+                    owned = a.to_vec();
+                    &owned[..]
                 }
-                self.dtype.push_le(v, &mut bytes);
+            };
+            if let Some(j) = a.iter().position(|&v| v < 0 || v as usize >= limit) {
+                return Err(self.range_err(ids.0, (c + j) as u64, a[j], limit));
             }
+            bytes.clear();
+            self.dtype.extend_le(a, &mut bytes);
             crc.update(&bytes);
         }
         Ok(crc.finalize())

@@ -70,10 +70,13 @@ pub(crate) fn start_state(spec: &LoaderSpec, resume: Option<LoaderState>) -> Res
     }
 }
 
-/// Opens the source `cfg` describes for samples shaped as `feed` says, starting at `resume` (or the beginning),
-/// with a prefetch thread. Bad data is reported here where it can be (missing or corrupt
-/// shard, wrong dtype or count, empty split, ctx too long), else by the `next_batch`
-/// whose data is bad (token outside the vocabulary: file and position).
+/// Opens the source `cfg` describes for samples shaped as `feed` says, starting at
+/// `resume` (or the beginning), with a prefetch thread. Bad data is reported here where
+/// it can be (missing or corrupt shard, wrong dtype or count, empty split, ctx too long,
+/// and whatever the first batch finds: it is read before this returns, so `train`
+/// agrees on it during set-up), else by the `next_batch` whose data is bad (token
+/// outside the vocabulary: file and position; with `data.verify`, a shard whose
+/// checksum disagrees with manifest.json, by the first batch that reads it).
 pub fn open_source(
     cfg: &DataConfig,
     feed: impl Into<Feed>,
@@ -88,7 +91,10 @@ pub fn open_source(
             feed,
             &spec,
             resume,
+            cfg.verify,
         )?),
     };
-    Ok(Box::new(Prefetcher::spawn(producer, spec.prefetch)?))
+    let mut source = Prefetcher::spawn(producer, spec.prefetch)?;
+    source.wait_first()?;
+    Ok(Box::new(source))
 }

@@ -1,7 +1,7 @@
 //! Writes shards and fills their manifest entries (used by `prepare` and `synth`).
 use super::error::DataError;
+use super::h5file::{self, quiet_hdf5};
 use super::manifest::{IntType, Kind, Manifest, ShardEntry, Split};
-use super::shard::quiet_hdf5;
 use ndarray::ArrayView2;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +46,7 @@ impl DatasetWriter {
         let file = self.next_name(split);
         let path = self.dir.join(&file);
         let dtype = IntType::for_ids(self.manifest.vocab_size);
-        let f = hdf5::File::create(&path).map_err(|e| h5err(&path, e))?;
+        let f = h5file::create(&path).map_err(|e| h5err(&path, e))?;
         let b = f.new_dataset_builder();
         let r = if dtype == IntType::Uint16 {
             let v: Vec<u16> = tokens.iter().map(|&t| t as u16).collect();
@@ -70,7 +70,7 @@ impl DatasetWriter {
         let dtype = IntType::for_ids(self.manifest.classes);
         let xv = ArrayView2::from_shape((y.len(), d), x)
             .map_err(|e| DataError::shard(&path, format!("x does not have shape (n, d): {e}")))?;
-        let f = hdf5::File::create(&path).map_err(|e| h5err(&path, e))?;
+        let f = h5file::create(&path).map_err(|e| h5err(&path, e))?;
         f.new_dataset_builder()
             .with_data(xv)
             .create("x")

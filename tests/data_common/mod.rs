@@ -89,6 +89,7 @@ pub fn hdf5_cfg(dir: &Path, sampling: Sampling) -> DataConfig {
         path: dir.to_string_lossy().into_owned(),
         sampling,
         prefetch: 2,
+        verify: true,
     }
 }
 
