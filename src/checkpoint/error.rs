@@ -29,6 +29,13 @@ pub enum CkptError {
     /// `meta.json` is unreadable or inconsistent with itself.
     #[error("{}: {msg}", path.display())]
     Meta { path: PathBuf, msg: String },
+    /// A field of `meta.json` holds a value no writer produces (edited, or damaged).
+    #[error("{}: key `{key}`: {msg}", path.display())]
+    MetaKey {
+        path: PathBuf,
+        key: String,
+        msg: String,
+    },
     /// An HDF5 error on a rank file.
     #[error("{}: {msg}", path.display())]
     Hdf5 { path: PathBuf, msg: String },

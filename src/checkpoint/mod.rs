@@ -5,8 +5,10 @@
 //! Layout: `<dir>/step-00000020/{meta.json, rank-00000.h5, ...}` and `<dir>/latest`.
 mod error;
 mod fsio;
+mod json_path;
 mod load;
 mod meta;
+mod meta_check;
 mod paths;
 mod rank_file;
 mod reader;

@@ -27,6 +27,15 @@ pub fn rank_file_name(rank: usize) -> String {
     format!("rank-{rank:05}.h5")
 }
 
+/// The rank of a rank file's name (`rank-00003.h5` → 3).
+pub fn parse_rank_file(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("rank-")?.strip_suffix(".h5")?;
+    if digits.len() < 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The step directory `path` means: itself when it holds `meta.json`, else the one its
 /// `latest` file names. A `latest` naming nothing (or an incomplete directory) is an error.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
@@ -137,5 +146,8 @@ mod tests {
         assert_eq!(parse_step_dir("step-00000020.tmp"), None);
         assert_eq!(parse_step_dir("step-12"), None);
         assert_eq!(rank_file_name(3), "rank-00003.h5");
+        assert_eq!(parse_rank_file("rank-00003.h5"), Some(3));
+        assert_eq!(parse_rank_file("rank-3.h5"), None);
+        assert_eq!(parse_rank_file("rank-00003.h5.tmp"), None);
     }
 }

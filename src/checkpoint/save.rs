@@ -55,7 +55,12 @@ pub fn save<B: Backend>(
         .iter()
         .map(|u| u.name.clone())
         .collect();
-    rank_file::write(&file, &units, engine.state_names(), |u| {
+    let header = rank_file::Header {
+        step,
+        rank: dist.rank(),
+        world: dist.size(),
+    };
+    rank_file::write(&file, header, &units, engine.state_names(), |u| {
         engine.export_unit(u)
     })
     .with_context(|| format!("rank {}: writing checkpoint", dist.rank()))?;
