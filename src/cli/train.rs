@@ -50,6 +50,8 @@ fn run_job(dist: &Dist, loaded: anyhow::Result<Config>) -> Result<(), Reported> 
         dist,
         loaded.and_then(|c| Ok(c.validate(dist.size()).map(|_| c)?)),
     )?;
+    // One job per checkpoint directory, held until the job ends.
+    let _lock = agree(dist, checkpoint::lock_dir(dist, &cfg.checkpoint))?;
     let choice = agree(dist, choose_device(dist, &cfg))?;
     let job = TrainOn { dist, cfg: &cfg };
     match run_on(choice, cfg.system.threads, job) {
