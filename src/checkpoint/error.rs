@@ -45,6 +45,16 @@ pub enum CkptError {
 }
 
 impl CkptError {
+    /// Whether the checkpoint itself is damaged or incomplete (unreadable, edited, a file
+    /// missing or not as recorded), as opposed to intact but not for this run
+    /// (`DifferentModel`, `Incompatible`): `resume = "auto"` falls back past damage.
+    pub fn is_damage(&self) -> bool {
+        !matches!(
+            self,
+            CkptError::DifferentModel { .. } | CkptError::Incompatible { .. }
+        )
+    }
+
     pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> CkptError {
         CkptError::Io {
             path: path.into(),

@@ -11,6 +11,7 @@ mod lock;
 mod meta;
 mod meta_check;
 mod paths;
+mod plan;
 mod rank_file;
 mod reader;
 mod save;

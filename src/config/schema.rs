@@ -230,9 +230,10 @@ pub struct CheckpointConfig {
     pub dir: String,
     /// Save every this many steps (0 = only at the end when `dir` is set).
     pub every: usize,
-    /// How many checkpoints to keep (0 = all).
+    /// How many checkpoints to keep up to the one just saved (0 = all).
     pub keep: usize,
-    /// "" (start fresh), "auto" (resume from `dir`/latest if present) or a checkpoint path.
+    /// "" (start fresh), "auto" (resume from `dir`/latest if present, falling back past
+    /// damaged checkpoints to the newest intact one) or a checkpoint path.
     pub resume: String,
 }
 
