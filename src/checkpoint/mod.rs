@@ -24,5 +24,5 @@ pub use lock::{lock_dir, DirLock, LOCK_FILE};
 pub use meta::{config_digest, FileEntry, Meta, UnitEntry, FORMAT, META_FILE};
 pub use paths::{list_steps, rank_file_name, resolve, step_dir_name, LATEST};
 pub use reader::Checkpoint;
-pub use save::{save, should_save, DELAY_ENV};
+pub use save::{save, should_save};
 pub use tools::{consolidate, inspect, load_full_params, verify, Consolidated};
