@@ -29,6 +29,13 @@ pub enum CkptError {
     /// `meta.json` is unreadable or inconsistent with itself.
     #[error("{}: {msg}", path.display())]
     Meta { path: PathBuf, msg: String },
+    /// A field of `meta.json` holds a value no writer produces (edited, or damaged).
+    #[error("{}: key `{key}`: {msg}", path.display())]
+    MetaKey {
+        path: PathBuf,
+        key: String,
+        msg: String,
+    },
     /// An HDF5 error on a rank file.
     #[error("{}: {msg}", path.display())]
     Hdf5 { path: PathBuf, msg: String },
@@ -38,6 +45,16 @@ pub enum CkptError {
 }
 
 impl CkptError {
+    /// Whether the checkpoint itself is damaged or incomplete (unreadable, edited, a file
+    /// missing or not as recorded), as opposed to intact but not for this run
+    /// (`DifferentModel`, `Incompatible`): `resume = "auto"` falls back past damage.
+    pub fn is_damage(&self) -> bool {
+        !matches!(
+            self,
+            CkptError::DifferentModel { .. } | CkptError::Incompatible { .. }
+        )
+    }
+
     pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> CkptError {
         CkptError::Io {
             path: path.into(),

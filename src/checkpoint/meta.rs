@@ -73,15 +73,26 @@ pub fn config_digest(cfg: &Config) -> String {
 }
 
 impl Meta {
-    /// Reads and checks `dir/meta.json`.
+    /// Reads and checks `dir/meta.json`: every field (docs/checkpoint-format.md), a
+    /// value that does not parse or does not fit named by its key.
     pub fn read(dir: &Path) -> Result<Meta> {
         let path = dir.join(META_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| CkptError::io(&path, e))?;
-        let meta: Meta = serde_json::from_str(&text).map_err(|e| CkptError::Meta {
-            path: path.clone(),
-            msg: format!("not a valid checkpoint description: {e}"),
-        })?;
-        meta.check(&path)?;
+        let meta: Meta =
+            serde_json::from_str(&text).map_err(|e| {
+                match super::json_path::path_at(&text, e.line(), e.column()) {
+                    Some(key) if e.is_data() => CkptError::MetaKey {
+                        path: path.clone(),
+                        key,
+                        msg: e.to_string(),
+                    },
+                    _ => CkptError::Meta {
+                        path: path.clone(),
+                        msg: format!("not a valid checkpoint description: {e}"),
+                    },
+                }
+            })?;
+        super::meta_check::check(&meta, dir, &path)?;
         Ok(meta)
     }
 
@@ -93,42 +104,6 @@ impl Meta {
             msg: e.to_string(),
         })?;
         super::fsio::write_synced(&path, text.as_bytes())
-    }
-
-    fn check(&self, path: &Path) -> Result<()> {
-        let bad = |msg: String| {
-            Err(CkptError::Meta {
-                path: path.to_path_buf(),
-                msg,
-            })
-        };
-        if self.format != FORMAT {
-            return bad(format!(
-                "format {} is not supported (this build reads {FORMAT})",
-                self.format
-            ));
-        }
-        if self.world == 0 || self.files.len() != self.world {
-            return bad(format!(
-                "world {} but {} rank files listed",
-                self.world,
-                self.files.len()
-            ));
-        }
-        for u in &self.units {
-            if u.padded < u.numel || u.padded % self.world != 0 {
-                return bad(format!(
-                    "unit {}: padded size {} does not fit {} elements over {} ranks",
-                    u.name, u.padded, u.numel, self.world
-                ));
-            }
-        }
-        for f in &self.files {
-            if f.name.contains('/') || f.name.contains("..") {
-                return bad(format!("rank file name {:?} leaves the directory", f.name));
-            }
-        }
-        Ok(())
     }
 
     /// Unit `u` laid out as the writing run had it.
@@ -214,7 +189,10 @@ mod tests {
             state_names: vec!["exp_avg".into(), "exp_avg_sq".into()],
             model: cfg.model.clone(),
             units,
-            loader: LoaderState::start(Sampling::Random),
+            loader: LoaderState {
+                batches: 3,
+                ..LoaderState::start(Sampling::Random)
+            },
             scaler: LossScaler::disabled(),
             config_crc32: config_digest(&cfg),
             files: (0..2)
@@ -254,11 +232,99 @@ mod tests {
         m.write(dir.path()).unwrap();
         let e = Meta::read(dir.path()).unwrap_err().to_string();
         assert!(
-            e.contains("meta.json") && e.contains("1 rank files listed"),
+            e.contains("meta.json: key `files`: 1 rank files listed, but world is 2"),
             "{e}"
         );
         std::fs::write(dir.path().join(META_FILE), "{").unwrap();
         assert!(Meta::read(dir.path()).is_err());
+    }
+
+    /// Each edit of a good meta.json (a JSON value replaced) is refused naming the key.
+    #[test]
+    fn every_edited_field_is_named() {
+        let good = serde_json::to_value(meta()).unwrap();
+        let cases: &[(&str, serde_json::Value, &str)] = &[
+            ("/format", 2.into(), "key `format`: 2 is not supported"),
+            ("/stage", 7.into(), "key `stage`: 7 is not a ZeRO stage"),
+            (
+                "/stage",
+                (-1).into(),
+                "key `stage`: invalid value: integer `-1`",
+            ),
+            ("/world", 0.into(), "key `world`: must be at least 1"),
+            ("/optimizer_steps", 4.into(), "key `optimizer_steps`"),
+            ("/dtype", "fp8".into(), "key `dtype`: unknown variant `fp8`"),
+            ("/reduce_dtype", "f32".into(), "key `reduce_dtype`"),
+            ("/optimizer", "lamb".into(), "key `optimizer`"),
+            ("/state_names/1", "v".into(), "key `state_names`"),
+            ("/config_crc32", "xyz".into(), "key `config_crc32`"),
+            (
+                "/files/1/name",
+                "rank-00007.h5".into(),
+                "key `files[1].name`",
+            ),
+            ("/files/0/crc32", "0".into(), "key `files[0].crc32`"),
+            ("/files/0/bytes", "many".into(), "key `files[0].bytes`"),
+            (
+                "/units/2/numel",
+                5.into(),
+                "key `units[2].numel`: 5, the model's unit",
+            ),
+            ("/units/1/padded", 64000.into(), "key `units[1].padded`"),
+            ("/units/0/name", "emb".into(), "key `units[0].name`"),
+            (
+                "/model/n_head",
+                3.into(),
+                "key `model.d_model`: 32 is not divisible",
+            ),
+            (
+                "/model/n_layer",
+                1000000.into(),
+                "key `model.n_layer`: 1000000 layers",
+            ),
+            ("/model/kind", "rnn".into(), "key `model.kind`"),
+            ("/loader/batches", 1.into(), "key `loader.batches`"),
+            ("/loader/epoch", 2.into(), "key `loader`"),
+            (
+                "/loader/sampling",
+                "sometimes".into(),
+                "key `loader.sampling`",
+            ),
+            ("/scaler/scale", 4.0.into(), "key `scaler.scale`"),
+            ("/scaler/enabled", true.into(), "key `scaler."),
+        ];
+        for (at, value, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let mut v = good.clone();
+            *v.pointer_mut(at).unwrap() = value.clone();
+            let text = serde_json::to_string_pretty(&v).unwrap();
+            std::fs::write(dir.path().join(META_FILE), text).unwrap();
+            let e = Meta::read(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("meta.json: ") && e.contains(want), "{at}: {e}");
+        }
+    }
+
+    #[test]
+    fn step_must_match_the_directory_and_rank_files_the_world() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("step-00000004");
+        std::fs::create_dir(&dir).unwrap();
+        meta().write(&dir).unwrap();
+        let e = Meta::read(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("key `step`: 3, but the directory is step-00000004"),
+            "{e}"
+        );
+        let dir = root.path().join("step-00000003");
+        std::fs::create_dir(&dir).unwrap();
+        meta().write(&dir).unwrap();
+        Meta::read(&dir).unwrap();
+        std::fs::write(dir.join("rank-00002.h5"), b"x").unwrap();
+        let e = Meta::read(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("key `world`: 2, but the directory also holds rank-00002.h5"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,18 +5,24 @@
 //! Layout: `<dir>/step-00000020/{meta.json, rank-00000.h5, ...}` and `<dir>/latest`.
 mod error;
 mod fsio;
+mod json_path;
 mod load;
+mod lock;
 mod meta;
+mod meta_check;
 mod paths;
+mod plan;
 mod rank_file;
 mod reader;
 mod save;
+mod share;
 mod tools;
 
 pub use error::CkptError;
 pub use load::{resume, Resumed};
+pub use lock::{lock_dir, DirLock, LOCK_FILE};
 pub use meta::{config_digest, FileEntry, Meta, UnitEntry, FORMAT, META_FILE};
 pub use paths::{list_steps, rank_file_name, resolve, step_dir_name, LATEST};
 pub use reader::Checkpoint;
-pub use save::{save, should_save, DELAY_ENV};
+pub use save::{save, should_save};
 pub use tools::{consolidate, inspect, load_full_params, verify, Consolidated};

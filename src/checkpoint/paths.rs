@@ -2,7 +2,6 @@
 //! directory: `<dir>/step-00000020/{meta.json, rank-00000.h5, ...}`, `<dir>/latest`.
 use super::error::{CkptError, Result};
 use super::meta::META_FILE;
-use crate::config::CheckpointConfig;
 use std::path::{Path, PathBuf};
 
 /// The pointer file naming the newest complete step directory.
@@ -25,6 +24,15 @@ pub fn parse_step_dir(name: &str) -> Option<u64> {
 /// `rank-00003.h5`.
 pub fn rank_file_name(rank: usize) -> String {
     format!("rank-{rank:05}.h5")
+}
+
+/// The rank of a rank file's name (`rank-00003.h5` → 3).
+pub fn parse_rank_file(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("rank-")?.strip_suffix(".h5")?;
+    if digits.len() < 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The step directory `path` means: itself when it holds `meta.json`, else the one its
@@ -59,30 +67,6 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The step directory `checkpoint.resume` asks for: `None` to start fresh ("" or "auto"
-/// with no `latest` yet).
-pub fn resume_target(cfg: &CheckpointConfig) -> Result<Option<PathBuf>> {
-    match cfg.resume.as_str() {
-        "" => Ok(None),
-        "auto" => {
-            let dir = Path::new(&cfg.dir);
-            if cfg.dir.is_empty() {
-                log::warn!("checkpoint.resume = \"auto\" without checkpoint.dir: starting fresh");
-                Ok(None)
-            } else if !dir.join(LATEST).exists() {
-                log::info!(
-                    "checkpoint: no {} yet, starting fresh",
-                    dir.join(LATEST).display()
-                );
-                Ok(None)
-            } else {
-                resolve(dir).map(Some)
-            }
-        }
-        p => resolve(Path::new(p)).map(Some),
-    }
-}
-
 /// Complete step directories under `dir`, oldest step first.
 pub fn list_steps(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
@@ -96,8 +80,12 @@ pub fn list_steps(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Removes step directories beyond the newest `keep` (0 keeps all; `current` is always
-/// kept) and leftovers of interrupted saves (`*.tmp`, `*.old` directories).
+/// Removes step directories beyond the newest `keep` up to `current` (0 keeps all;
+/// `current`, just committed, is always kept) and leftovers of interrupted saves (`*.tmp`,
+/// `*.old` directories). Step directories newer than `current` (left by a run that this
+/// one resumed before, e.g. after falling back from a damaged newest checkpoint) are
+/// neither counted nor removed: counting them could delete the good ones below `current`
+/// and keep a damaged one; a later save of their step replaces them.
 pub fn prune(dir: &Path, keep: usize, current: u64) -> Result<()> {
     for e in std::fs::read_dir(dir).map_err(|e| CkptError::io(dir, e))? {
         let e = e.map_err(|e| CkptError::io(dir, e))?;
@@ -110,12 +98,12 @@ pub fn prune(dir: &Path, keep: usize, current: u64) -> Result<()> {
     if keep == 0 {
         return Ok(());
     }
-    let others: Vec<_> = list_steps(dir)?
+    let older: Vec<_> = list_steps(dir)?
         .into_iter()
-        .filter(|(s, _)| *s != current)
+        .filter(|(s, _)| *s < current)
         .collect();
-    let n_drop = others.len().saturating_sub(keep - 1);
-    for (_, p) in &others[..n_drop] {
+    let n_drop = older.len().saturating_sub(keep - 1);
+    for (_, p) in &older[..n_drop] {
         log::info!("checkpoint: removing old {}", p.display());
         remove_dir(p)?;
     }
@@ -137,5 +125,22 @@ mod tests {
         assert_eq!(parse_step_dir("step-00000020.tmp"), None);
         assert_eq!(parse_step_dir("step-12"), None);
         assert_eq!(rank_file_name(3), "rank-00003.h5");
+        assert_eq!(parse_rank_file("rank-00003.h5"), Some(3));
+        assert_eq!(parse_rank_file("rank-3.h5"), None);
+        assert_eq!(parse_rank_file("rank-00003.h5.tmp"), None);
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_below_current_and_leaves_newer_ones() {
+        let t = tempfile::tempdir().unwrap();
+        for s in [2, 4, 5, 8] {
+            std::fs::create_dir(t.path().join(step_dir_name(s))).unwrap();
+        }
+        std::fs::create_dir(t.path().join("step-00000006.tmp")).unwrap();
+        // Resumed from 4 (8 damaged, say), saved 5: 4 and 5 stay, 8 is not counted.
+        prune(t.path(), 2, 5).unwrap();
+        let left: Vec<u64> = list_steps(t.path()).unwrap().iter().map(|x| x.0).collect();
+        assert_eq!(left, [4, 5, 8]);
+        assert!(!t.path().join("step-00000006.tmp").exists());
     }
 }

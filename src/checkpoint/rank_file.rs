@@ -1,6 +1,8 @@
-//! One rank's HDF5 file: per unit a group named after the unit with attributes
-//! `start`/`end` (the unit-local range of real elements this rank owned) and 1-D f32
-//! datasets `master` and one per optimizer state, each `end - start` long.
+//! One rank's HDF5 file: root attributes `step`, `rank`, `world` (what meta.json must
+//! agree with; files written before they existed lack them), and per unit a group named
+//! after the unit with attributes `start`/`end` (the unit-local range of real elements
+//! this rank owned) and 1-D f32 datasets `master` and one per optimizer state, each
+//! `end - start` long.
 use super::error::{CkptError, Result};
 use crate::zero::UnitPiece;
 use std::ops::Range;
@@ -9,16 +11,41 @@ use std::path::{Path, PathBuf};
 /// Dataset of the fp32 master weights in each unit group.
 pub const MASTER: &str = "master";
 
+/// The root attributes of a rank file: which checkpoint and rank it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub step: u64,
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Header {
+    fn fields(&self) -> [(&'static str, u64); 3] {
+        [
+            ("step", self.step),
+            ("rank", self.rank as u64),
+            ("world", self.world as u64),
+        ]
+    }
+}
+
 /// Writes a rank file, one unit at a time: `piece(u)` is asked for unit `u` only when
 /// its group is written, so memory stays at one unit's piece.
 pub fn write(
     path: &Path,
+    header: Header,
     units: &[String],
     state_names: &[&str],
     mut piece: impl FnMut(usize) -> anyhow::Result<UnitPiece>,
 ) -> anyhow::Result<()> {
     crate::data::shard::quiet_hdf5();
     let f = crate::data::h5file::create(path).map_err(|e| CkptError::hdf5(path, "create", e))?;
+    for (key, v) in header.fields() {
+        f.new_attr::<u64>()
+            .create(key)
+            .and_then(|a| a.write_scalar(&v))
+            .map_err(|e| CkptError::hdf5(path, &format!("attribute {key}"), e))?;
+    }
     for (u, name) in units.iter().enumerate() {
         let p = piece(u)?;
         let herr = |what: &str, e| CkptError::hdf5(path, &format!("unit {name}: {what}"), e);
@@ -56,6 +83,36 @@ impl RankFile {
             path: path.to_path_buf(),
             file,
         })
+    }
+
+    /// Errors where a root attribute the file records differs from `expect` (meta.json's
+    /// view); files without the attributes pass.
+    pub fn check_header(&self, expect: Header, meta_path: &Path) -> Result<()> {
+        for (key, want) in expect.fields() {
+            if !self
+                .file
+                .attr_names()
+                .is_ok_and(|n| n.iter().any(|a| a == key))
+            {
+                continue;
+            }
+            let got = self
+                .file
+                .attr(key)
+                .and_then(|a| a.read_scalar::<u64>())
+                .map_err(|e| CkptError::Corrupt {
+                    path: self.path.clone(),
+                    what: format!("attribute {key}: {e}"),
+                })?;
+            if got != want {
+                return Err(CkptError::MetaKey {
+                    path: meta_path.to_path_buf(),
+                    key: key.to_string(),
+                    msg: format!("{want}, but {} records {key} {got}", self.path.display()),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn bad(&self, unit: &str, what: String) -> CkptError {
@@ -163,8 +220,23 @@ mod tests {
                 states,
             })
         };
-        write(&path, &units, &["m"], piece).unwrap();
+        let header = Header {
+            step: 7,
+            rank: 0,
+            world: 2,
+        };
+        write(&path, header, &units, &["m"], piece).unwrap();
         let f = RankFile::open(&path).unwrap();
+        let meta = dir.path().join("meta.json");
+        f.check_header(header, &meta).unwrap();
+        let e = f
+            .check_header(Header { step: 8, ..header }, &meta)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("meta.json: key `step`: 8, but") && e.contains("records step 7"),
+            "{e}"
+        );
         f.check_unit("a", 10..20, &[MASTER, "m"]).unwrap();
         f.check_unit("b", 0..0, &[MASTER, "m"]).unwrap();
         assert!(f.check_unit("a", 10..21, &[MASTER]).is_err());

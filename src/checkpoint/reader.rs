@@ -3,9 +3,9 @@
 //! holds only what it asked for.
 use super::error::{CkptError, Result};
 use super::fsio::file_crc32;
-use super::meta::Meta;
+use super::meta::{Meta, META_FILE};
 use super::paths::resolve;
-use super::rank_file::{RankFile, MASTER};
+use super::rank_file::{Header, RankFile, MASTER};
 use crate::zero::UnitPiece;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -66,13 +66,20 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Rank file r, opened (and verified) on first use.
+    /// Rank file r, opened (and verified) on first use; the step, rank and world it
+    /// records must be meta.json's.
     pub fn rank_file(&mut self, r: usize) -> Result<&RankFile> {
         if self.files[r].is_none() {
             if self.verify_on_open {
                 self.verify_checksum(r)?;
             }
             let f = RankFile::open(&self.meta.rank_path(&self.dir, r))?;
+            let header = Header {
+                step: self.meta.step,
+                rank: r,
+                world: self.meta.world,
+            };
+            f.check_header(header, &self.dir.join(META_FILE))?;
             self.files[r] = Some(f);
         }
         self.files[r].as_ref().ok_or_else(|| CkptError::Meta {

@@ -12,10 +12,6 @@ use crate::dist::Dist;
 use crate::zero::Engine;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// Test hook: milliseconds each rank sleeps after writing its file, before the commit.
-pub const DELAY_ENV: &str = "ZEROTRAIN_CKPT_DELAY_MS";
 
 /// Whether to save after `step` optimizer steps (`checkpoint.every`, and the last step
 /// of the run) when `checkpoint.dir` is set.
@@ -55,22 +51,17 @@ pub fn save<B: Backend>(
         .iter()
         .map(|u| u.name.clone())
         .collect();
-    rank_file::write(&file, &units, engine.state_names(), |u| {
+    let header = rank_file::Header {
+        step,
+        rank: dist.rank(),
+        world: dist.size(),
+    };
+    rank_file::write(&file, header, &units, engine.state_names(), |u| {
         engine.export_unit(u)
     })
     .with_context(|| format!("rank {}: writing checkpoint", dist.rank()))?;
     sync_path(&file)?;
     let (bytes, crc) = file_crc32(&file)?;
-    if let Some(ms) = std::env::var(DELAY_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        log::warn!(
-            "checkpoint: {DELAY_ENV}: rank {} sleeps {ms} ms",
-            dist.rank()
-        );
-        std::thread::sleep(Duration::from_millis(ms));
-    }
     // The gather doubles as the barrier: every file is on disk once it returns.
     let all = dist.world().all_gather_u64s(&[bytes, crc as u64])?;
 

@@ -71,6 +71,8 @@ fn run_job(
         dist,
         loaded.and_then(|c| Ok(c.validate(dist.size()).map(|_| c)?)),
     )?;
+    // One job per checkpoint directory, held until the job ends.
+    let _lock = agree(dist, checkpoint::lock_dir(dist, &cfg.checkpoint))?;
     let choice = agree(dist, choose_device(dist, &cfg))?;
     let stop = agree(dist, StopWatch::install(&cfg.train, started))?;
     if cfg.system.collective_timeout > 0.0 {

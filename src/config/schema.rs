@@ -239,9 +239,10 @@ pub struct CheckpointConfig {
     pub dir: String,
     /// Save every this many steps (0 = only at the end when `dir` is set).
     pub every: usize,
-    /// How many checkpoints to keep (0 = all).
+    /// How many checkpoints to keep up to the one just saved (0 = all).
     pub keep: usize,
-    /// "" (start fresh), "auto" (resume from `dir`/latest if present) or a checkpoint path.
+    /// "" (start fresh), "auto" (resume from `dir`/latest if present, falling back past
+    /// damaged checkpoints to the newest intact one) or a checkpoint path.
     pub resume: String,
 }
 
@@ -349,18 +350,11 @@ fn invalid(file: &str, key: &str, msg: impl Into<String>) -> ConfigError {
     }
 }
 
-impl Config {
-    /// Checks that need no knowledge of the world size.
-    pub(super) fn validate_static(&self, file: &str) -> Result<(), ConfigError> {
-        let m = &self.model;
-        let t = &self.train;
-        if self.zero.stage > 3 {
-            return Err(invalid(
-                file,
-                "zero.stage",
-                format!("must be 0, 1, 2 or 3, got {}", self.zero.stage),
-            ));
-        }
+impl ModelConfig {
+    /// The model's own checks (sizes at least 1, heads dividing the width); `file` is
+    /// named in the error (a config, or a checkpoint's meta.json).
+    pub fn check(&self, file: &str) -> Result<(), ConfigError> {
+        let m = self;
         match m.kind {
             ModelKind::Gpt => {
                 for (k, v) in [
@@ -395,6 +389,23 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks that need no knowledge of the world size.
+    pub(super) fn validate_static(&self, file: &str) -> Result<(), ConfigError> {
+        let m = &self.model;
+        let t = &self.train;
+        if self.zero.stage > 3 {
+            return Err(invalid(
+                file,
+                "zero.stage",
+                format!("must be 0, 1, 2 or 3, got {}", self.zero.stage),
+            ));
+        }
+        m.check(file)?;
         if t.micro_batch == 0 {
             return Err(invalid(file, "train.micro_batch", "must be at least 1"));
         }

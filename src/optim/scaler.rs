@@ -83,6 +83,46 @@ impl LossScaler {
         }
     }
 
+    /// Whether this state is one the scaler can reach (a checkpoint's, read back): on
+    /// failure, the field at fault and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !self.enabled {
+            if self.scale != 1.0 {
+                return Err((
+                    "scale",
+                    format!("{} for a disabled scaler (always 1)", self.scale),
+                ));
+            }
+            return Ok(());
+        }
+        if !positive(self.min_scale) {
+            return Err((
+                "min_scale",
+                format!("must be positive and finite, got {}", self.min_scale),
+            ));
+        }
+        if !(self.scale.is_finite() && self.scale >= self.min_scale && self.scale <= MAX_SCALE) {
+            return Err((
+                "scale",
+                format!(
+                    "must be in [min_scale = {}, {MAX_SCALE:e}], got {}",
+                    self.min_scale, self.scale
+                ),
+            ));
+        }
+        if self.window == 0 {
+            return Err(("window", "must be at least 1".into()));
+        }
+        if self.good_steps >= self.window {
+            return Err((
+                "good_steps",
+                format!("{} is not below window = {}", self.good_steps, self.window),
+            ));
+        }
+        Ok(())
+    }
+
     /// The factor the loss is multiplied by (gradients are divided by it afterwards).
     pub fn scale(&self) -> f32 {
         self.scale as f32

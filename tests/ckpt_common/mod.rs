@@ -5,6 +5,7 @@ use crate::common::{mpi_ok, mpi_run};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
+use std::time::{Duration, Instant};
 use zerotrain::checkpoint::Checkpoint;
 
 /// The small model every checkpoint test trains (about 28k parameters, 4 units).
@@ -77,4 +78,74 @@ pub fn contents(dir: &Path) -> Vec<(Vec<f32>, Vec<Vec<f32>>)> {
 /// Bitwise equality of f32 vectors (NaN-safe, -0.0 != 0.0).
 pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The pid of world rank `rank` among the direct children of mpirun `parent`.
+pub fn rank_pid(parent: u32, rank: usize) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Field 4 (after "pid (comm) state") is the parent pid.
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+        if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The pids of ranks 0..np of mpirun `parent`, waiting up to `limit` for them to start.
+pub fn rank_pids(parent: u32, np: usize, limit: Duration) -> Vec<i32> {
+    let t0 = Instant::now();
+    loop {
+        let pids: Vec<i32> = (0..np).filter_map(|r| rank_pid(parent, r)).collect();
+        if pids.len() == np {
+            return pids;
+        }
+        assert!(t0.elapsed() < limit, "ranks of mpirun {parent} not found");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `sig` to `pid` (a process this test started, directly or through mpirun).
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Waits until `cond` holds, polling every millisecond; false after `limit`.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+/// Waits for `child` to end within `limit` (killing it and failing otherwise).
+pub fn wait_child(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process {} did not end within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
