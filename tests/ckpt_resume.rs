@@ -53,16 +53,7 @@ fn check(stage: u8, dtype: &str, extra: &[&str], tmp: &Path) {
             la[step]
         );
     }
-    let (ca, cb) = (
-        contents(&a.join("step-00000012")),
-        contents(&b.join("step-00000012")),
-    );
-    for (u, ((pa, sa), (pb, sb))) in ca.iter().zip(&cb).enumerate() {
-        assert_eq!(bits(pa), bits(pb), "{tag}: master weights of unit {u}");
-        for (s, (xa, xb)) in sa.iter().zip(sb).enumerate() {
-            assert_eq!(bits(xa), bits(xb), "{tag}: optimizer state {s} of unit {u}");
-        }
-    }
+    assert_same_states(&a.join("step-00000012"), &b.join("step-00000012"), &tag);
     // The consolidated files, as a user would compare them.
     let (ha, hb) = (
         tmp.join(format!("a-{tag}.h5")),

@@ -39,6 +39,7 @@ fn dry_run(script: &Path, vars: &[(&str, &str)]) -> String {
                 "NP",
                 "RANKS_PER_NODE",
                 "THREADS",
+                "TIME_LIMIT",
             ]
             .contains(&k.as_str())
         {
@@ -99,6 +100,88 @@ fn every_job_script_parses() {
             "bash -n {}: {}",
             script.display(),
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The `--set` values of a launch line, `key=value` each.
+fn sets(words: &[String]) -> Vec<&str> {
+    words
+        .windows(2)
+        .filter(|w| w[0] == "--set")
+        .map(|w| w[1].as_str())
+        .collect()
+}
+
+/// Every job survives its scheduler stopping it: each launch resumes from the newest
+/// checkpoint; Slurm scripts ask for a signal to the ranks before the time limit (not
+/// `B:`, which reaches only the batch shell), a requeue, and append to one output file;
+/// PBS scripts are rerunnable and take the walltime as the time limit (Torque's
+/// PBS_WALLTIME, seconds) unless TIME_LIMIT is given.
+#[test]
+fn every_job_resumes_and_asks_its_scheduler_for_a_requeue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nf = nodefile(dir.path(), &["node-a", "node-b"], 4);
+    let nf = nf.to_str().expect("utf-8 temp path");
+    for script in scripts("slurm", "sbatch") {
+        let text = fs::read_to_string(&script).expect("read script");
+        for directive in ["#SBATCH --requeue", "#SBATCH --open-mode=append"] {
+            assert!(
+                text.contains(directive),
+                "{}: no {directive}",
+                script.display()
+            );
+        }
+        let signal = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#SBATCH --signal="))
+            .unwrap_or_else(|| panic!("{}: no --signal", script.display()));
+        assert!(
+            signal.starts_with("USR1@"),
+            "{}: {signal}",
+            script.display()
+        );
+        let w = launch_words(&dry_run(&script, &[]));
+        assert!(
+            sets(&w).contains(&"checkpoint.resume=auto"),
+            "{}: {w:?}",
+            script.display()
+        );
+    }
+    for script in scripts("pbs", "pbs") {
+        let text = fs::read_to_string(&script).expect("read script");
+        assert!(
+            text.contains("\n#PBS -r y\n"),
+            "{}: not rerunnable",
+            script.display()
+        );
+        let w = launch_words(&dry_run(
+            &script,
+            &[("PBS_NODEFILE", nf), ("PBS_WALLTIME", "3600")],
+        ));
+        let given = sets(&w);
+        assert!(
+            given.contains(&"checkpoint.resume=auto"),
+            "{}: {w:?}",
+            script.display()
+        );
+        assert!(
+            given.contains(&"train.time_limit=3600"),
+            "{}: {w:?}",
+            script.display()
+        );
+        let w = launch_words(&dry_run(
+            &script,
+            &[
+                ("PBS_NODEFILE", nf),
+                ("PBS_WALLTIME", "3600"),
+                ("TIME_LIMIT", "00:50:00"),
+            ],
+        ));
+        assert!(
+            sets(&w).contains(&"train.time_limit=00:50:00"),
+            "{}: {w:?}",
+            script.display()
         );
     }
 }

@@ -1,9 +1,13 @@
 //! jobs/slurm/cpu.sbatch under a real Slurm: a single-node slurmctld + slurmd started on
 //! this machine (scripts/slurm-cluster.sh), the job submitted with sbatch on 2 tasks, with
-//! both launchers (srun --mpi=pmix and OpenMPI's mpirun), and its output file checked.
+//! both launchers (srun --mpi=pmix and OpenMPI's mpirun), and its output file checked; a
+//! running job preempted by hand (scancel --signal=USR1), which saves, exits 75, requeues
+//! itself, resumes and ends with the parameters of an uninterrupted run; srun without an
+//! MPI plugin, which each task refuses naming the fix.
 //!
 //! Skips with a message where Slurm cannot start (not root, packages missing, a daemon
 //! fails); set ZEROTRAIN_REQUIRE_SLURM=1 to make that a failure instead.
+mod ckpt_common;
 mod common;
 
 use std::fs;
@@ -89,6 +93,73 @@ impl Drop for Cluster {
             .arg(self.dir.path());
         let _ = c.output();
     }
+}
+
+/// The cluster, or None (with a message) where it cannot run here; a failure instead with
+/// ZEROTRAIN_REQUIRE_SLURM=1.
+fn cluster_or_skip(test: &str) -> Option<Cluster> {
+    match Cluster::start() {
+        Ok(c) => Some(c),
+        Err(why) => {
+            if std::env::var("ZEROTRAIN_REQUIRE_SLURM").is_ok_and(|v| v == "1") {
+                panic!("Slurm required (ZEROTRAIN_REQUIRE_SLURM=1) but {why}");
+            }
+            eprintln!("SKIP {test}: no single-node Slurm on this machine: {why}");
+            None
+        }
+    }
+}
+
+/// `scontrol show job -o ID`'s one-line record ("" once the job is purged).
+fn job_record(cluster: &Cluster, id: &str) -> String {
+    let out = cluster
+        .client("scontrol")
+        .args(["show", "job", "-o", id])
+        .output()
+        .expect("run scontrol");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Submits jobs/slurm/cpu.sbatch on 2 tasks from `work` with `env` and `train_args`
+/// (passed on to `train`), output to `work/job-<tag>-<id>.out`; returns the job id.
+fn submit(
+    cluster: &Cluster,
+    work: &Path,
+    tag: &str,
+    env: &[(&str, &str)],
+    train_args: &[String],
+) -> (String, PathBuf) {
+    let out = cluster
+        .client("sbatch")
+        .current_dir(work)
+        .env("ZEROTRAIN", common::bin())
+        .envs(env.iter().copied())
+        .arg("--parsable")
+        .arg("--ntasks=2")
+        .arg(format!(
+            "--output={}",
+            work.join(format!("job-{tag}-%j.out")).display()
+        ))
+        .arg(repo().join("jobs/slurm/cpu.sbatch"))
+        .args(train_args)
+        .output()
+        .expect("run sbatch");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sbatch failed: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    // --parsable prints "ID" or "ID;cluster".
+    let id = stdout.trim().split(';').next().unwrap_or("").to_string();
+    assert!(
+        id.parse::<u64>().is_ok(),
+        "sbatch printed no job id: {stdout:?}"
+    );
+    let log = work.join(format!("job-{tag}-{id}.out"));
+    (id, log)
 }
 
 /// A finished job as scontrol last reported it.
@@ -193,36 +264,15 @@ every = 10
 
 /// Submits cpu.sbatch on 2 tasks with `launcher`, waits, and checks the output file.
 fn run_job(cluster: &Cluster, work: &Path, config: &Path, launcher: &str) {
-    let output = work.join(format!("job-{launcher}-%j.out"));
-    let out = cluster
-        .client("sbatch")
-        .current_dir(work)
-        .env("CONFIG", config)
-        .env("ZEROTRAIN", common::bin())
-        .env("LAUNCHER", launcher)
-        .arg("--parsable")
-        .arg("--ntasks=2")
-        .arg(format!("--output={}", output.display()))
-        .arg(repo().join("jobs/slurm/cpu.sbatch"))
-        .output()
-        .expect("run sbatch");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sbatch failed: {}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        cluster.logs()
+    let config = config.to_str().expect("utf-8 path");
+    let (id, log_path) = submit(
+        cluster,
+        work,
+        launcher,
+        &[("CONFIG", config), ("LAUNCHER", launcher)],
+        &[],
     );
-    // --parsable prints "ID" or "ID;cluster".
-    let id = stdout.trim().split(';').next().unwrap_or("").to_string();
-    assert!(
-        id.parse::<u64>().is_ok(),
-        "sbatch printed no job id: {stdout:?}"
-    );
-
     let end = wait_job(cluster, &id);
-    let log_path = work.join(format!("job-{launcher}-{id}.out"));
     let log = fs::read_to_string(&log_path).unwrap_or_else(|e| {
         panic!("{}: {e}\n{}", log_path.display(), cluster.logs());
     });
@@ -256,15 +306,8 @@ fn run_job(cluster: &Cluster, work: &Path, config: &Path, launcher: &str) {
 
 #[test]
 fn cpu_sbatch_trains_under_slurm_with_srun_and_mpirun() {
-    let cluster = match Cluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            if std::env::var("ZEROTRAIN_REQUIRE_SLURM").is_ok_and(|v| v == "1") {
-                panic!("Slurm required (ZEROTRAIN_REQUIRE_SLURM=1) but {why}");
-            }
-            eprintln!("SKIP slurm_job: no single-node Slurm on this machine: {why}");
-            return;
-        }
+    let Some(cluster) = cluster_or_skip("slurm_job") else {
+        return;
     };
     let work = tempfile::tempdir().expect("temp dir");
     let data = work.path().join("addition");
@@ -289,4 +332,160 @@ fn cpu_sbatch_trains_under_slurm_with_srun_and_mpirun() {
     for launcher in ["srun", "mpirun"] {
         run_job(&cluster, work.path(), &config, launcher);
     }
+}
+
+/// Steps of the preemption test's run: the small GPT takes well under a millisecond a
+/// step, and a signal passes slurmctld, slurmd and slurmstepd before a rank sees it, so
+/// the run must be long enough that it lands before the end (the test checks it did).
+const PREEMPT_STEPS: u64 = 20_000;
+
+/// A job stopped by hand the way Slurm stops one at its time limit (SIGUSR1 to the
+/// ranks: `scancel --signal=USR1`; under mpirun to the batch shell, which passes it on),
+/// saves, exits 75, requeues itself, resumes from its checkpoint, and ends with the
+/// master weights and optimizer states of a run that was never stopped.
+#[test]
+fn a_preempted_job_requeues_resumes_and_ends_as_an_uninterrupted_run() {
+    let Some(cluster) = cluster_or_skip("slurm_job preemption") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let w = work.path();
+    let config = w.join("empty.toml"); // everything comes from --set
+    fs::write(&config, "").expect("write config");
+    let run_sets = |dir: &Path| {
+        ckpt_common::sets(&["zero.stage=2", &format!("train.steps={PREEMPT_STEPS}")])
+            .into_iter()
+            .chain([format!("checkpoint.dir={}", dir.display())])
+            .collect::<Vec<_>>()
+    };
+    let reference = w.join("reference");
+    ckpt_common::train_ok(2, &w.join("reference.jsonl"), &run_sets(&reference));
+    let last = format!("step-{PREEMPT_STEPS:08}");
+
+    for (launcher, scancel_to) in [("srun", None), ("mpirun", Some("--batch"))] {
+        let dir = w.join(format!("ck-{launcher}"));
+        let metrics = w.join(format!("{launcher}.jsonl"));
+        // train_args starts with "train", which the job script adds itself.
+        let args = ckpt_common::train_args(&metrics, &run_sets(&dir))[1..].to_vec();
+        let (id, log_path) = submit(
+            &cluster,
+            w,
+            launcher,
+            &[
+                ("CONFIG", config.to_str().expect("utf-8 path")),
+                ("LAUNCHER", launcher),
+            ],
+            &args,
+        );
+        // Training has begun once the metrics file has records.
+        let started = Instant::now();
+        while fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 5 {
+            assert!(
+                started.elapsed() < JOB_LIMIT,
+                "{launcher}: job {id} never trained\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut scancel = cluster.client("scancel");
+        scancel.arg("--signal=USR1").args(scancel_to).arg(&id);
+        assert!(scancel.status().expect("run scancel").success(), "scancel");
+
+        // The job requeues itself; Slurm holds a requeued batch job for about two
+        // minutes (its begin time), which an administrator may lift, as here.
+        let held = Instant::now();
+        loop {
+            let record = job_record(&cluster, &id);
+            let restarts = field(&record, "Restarts").unwrap_or_default();
+            if restarts != "0" && field(&record, "JobState").as_deref() == Some("PENDING") {
+                let ok = cluster
+                    .client("scontrol")
+                    .args(["update", &format!("JobId={id}"), "StartTime=now"])
+                    .status()
+                    .expect("run scontrol update")
+                    .success();
+                assert!(ok, "scontrol update JobId={id} StartTime=now");
+                break;
+            }
+            if restarts != "0" {
+                break; // already running again
+            }
+            let state = field(&record, "JobState").unwrap_or_default();
+            assert!(
+                held.elapsed() < JOB_LIMIT
+                    && ["RUNNING", "COMPLETING", "PENDING", "REQUEUED"].contains(&state.as_str()),
+                "{launcher}: job {id} not requeued (state {state}):\n{}\n{}",
+                fs::read_to_string(&log_path).unwrap_or_default(),
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let end = wait_job(&cluster, &id);
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        let context = format!(
+            "{launcher}, job {id}: state {} exit {}\n--- {} ---\n{log}",
+            end.state,
+            end.exit_code,
+            log_path.display()
+        );
+        assert_eq!(
+            (end.state.as_str(), end.exit_code.as_str()),
+            ("COMPLETED", "0:0"),
+            "{context}"
+        );
+        // One output file (--open-mode=append) holds both runs.
+        let stopped = log
+            .lines()
+            .find_map(|l| l.strip_prefix("stopped early at step "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("the job never stopped early: {context}"));
+        assert!(stopped < PREEMPT_STEPS, "{context}");
+        assert!(
+            log.contains(&format!("requeueing job {id} to resume")),
+            "{context}"
+        );
+        assert!(
+            log.contains(&format!("at step {stopped} (written by 2 ranks")),
+            "{context}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with(&format!("final: step {PREEMPT_STEPS} "))),
+            "{context}"
+        );
+        ckpt_common::assert_same_states(&reference.join(&last), &dir.join(&last), launcher);
+    }
+}
+
+/// `srun --mpi=none` starts tasks no process manager joins: every task refuses to train
+/// with one line naming the fix, before MPI starts (Open MPI would print a page about
+/// rebuilding it; other MPIs would run N one-rank jobs on one checkpoint directory).
+#[test]
+fn srun_without_an_mpi_plugin_fails_on_every_task_naming_the_fix() {
+    let Some(cluster) = cluster_or_skip("slurm_job srun --mpi=none") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut c = cluster.client("srun");
+    c.current_dir(work.path())
+        .args(["--mpi=none", "-n", "2"])
+        .arg(common::bin())
+        .args(["train", "--set", "train.steps=5"]);
+    let out = common::run_with_timeout(c, JOB_LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "srun --mpi=none succeeded:\n{stderr}"
+    );
+    for task in 0..2 {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("error: srun task {task}: "))
+                    && l.contains("srun --mpi=pmix")),
+            "task {task} did not name the fix:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("MPI_Init"), "MPI started:\n{stderr}");
 }

@@ -140,8 +140,33 @@ pub struct TrainConfig {
     pub eval_batches: usize,
     /// Wall-clock limit of the run: save a checkpoint and stop (exit code 75, resumable)
     /// before it, in Slurm's format `[D-]HH:MM:SS`, `MM:SS` or seconds ("" = none).
-    /// Slurm's job end time (`SLURM_JOB_END_TIME`) applies too when it is set.
+    /// Slurm's job end time (`SLURM_JOB_END_TIME`) applies too when it is set. A bare
+    /// integer (`time_limit = 3600`, Torque's PBS_WALLTIME) is seconds.
+    #[serde(deserialize_with = "string_or_seconds")]
     pub time_limit: String,
+}
+
+/// A duration given as a string, or as a whole number of seconds (kept as its digits).
+fn string_or_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Duration;
+    impl serde::de::Visitor<'_> for Duration {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration such as \"01:30:00\", \"2-00:00:00\" or whole seconds")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            u64::try_from(v)
+                .map(|v| v.to_string())
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+    }
+    d.deserialize_any(Duration)
 }
 
 impl Default for TrainConfig {

@@ -32,6 +32,7 @@ impl Dist {
     /// `auto`, `ZEROTRAIN_CUDA_AWARE=0/1` overrides detection), and logs them on rank 0.
     pub fn init(cuda_aware: &str) -> anyhow::Result<Dist> {
         // Checks that need no MPI run first, so bad settings fail alike on every rank.
+        launch_check::before_init(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
         let env = std::env::var(CUDA_AWARE_ENV).ok();
         let early = with_rank_before_init(
             CudaAwareSetting::parse(cuda_aware)

@@ -80,6 +80,20 @@ pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// Two checkpoints hold bit-identical master weights and optimizer states, unit by unit
+/// (`tag` names the comparison in a failure).
+pub fn assert_same_states(a: &Path, b: &Path, tag: &str) {
+    let (ca, cb) = (contents(a), contents(b));
+    assert_eq!(ca.len(), cb.len(), "{tag}: units");
+    for (u, ((pa, sa), (pb, sb))) in ca.iter().zip(&cb).enumerate() {
+        assert_eq!(bits(pa), bits(pb), "{tag}: master weights of unit {u}");
+        assert_eq!(sa.len(), sb.len(), "{tag}: optimizer states of unit {u}");
+        for (s, (xa, xb)) in sa.iter().zip(sb).enumerate() {
+            assert_eq!(bits(xa), bits(xb), "{tag}: optimizer state {s} of unit {u}");
+        }
+    }
+}
+
 /// The pid of world rank `rank` among the direct children of mpirun `parent`.
 pub fn rank_pid(parent: u32, rank: usize) -> Option<i32> {
     for e in std::fs::read_dir("/proc").ok()?.flatten() {

@@ -65,30 +65,64 @@ fn own_session_base() -> PathBuf {
     dir
 }
 
-/// Runs `cmd` with a wall-clock limit; kills it (and fails the test) when exceeded.
+/// Runs `cmd` with a wall-clock limit; kills it (and fails the test) when exceeded. Its
+/// output is read while it runs (by two threads): a child that fills a pipe nobody reads
+/// would block.
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    use std::io::Read;
     let start = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+    // Each thread sends what it read once its pipe closes.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut bytes);
+            }
+            let _ = tx.send(bytes);
+        });
+        rx
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
+            let _ = child.wait();
+            // Children of the killed process may hold the pipes open: wait only briefly.
+            let grace = Duration::from_secs(2);
             panic!(
                 "command timed out after {:?}: {:?}\nstdout:\n{}\nstderr:\n{}",
                 limit,
                 cmd,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stdout.recv_timeout(grace).unwrap_or_default()),
+                String::from_utf8_lossy(&stderr.recv_timeout(grace).unwrap_or_default())
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.recv().unwrap_or_default(),
+        stderr: stderr.recv().unwrap_or_default(),
     }
 }
 
