@@ -6,7 +6,7 @@
 #   NANOGPT_DIR=~/nanoGPT scripts/bench.sh      # also nanoGPT's own shakespeare_char run
 #   SHAKESPEARE_SEEDS="1 2" scripts/bench.sh    # the extra shakespeare-char seeds (1-5)
 #   BENCH_ONLY="gemm step" scripts/bench.sh     # a subset: gemm step comm train ranks
-#                                               # device data precision shakespeare consolidate
+#                                               # device data precision shakespeare consolidate save
 #   BEFORE_BIN=old/zerotrain scripts/bench.sh   # also that build's CPU step in `device`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/zerotrain}
 OUT=${OUT:-runs/bench}
 CORPUS=${CORPUS:-../shared/data/tinyshakespeare.txt}
-ONLY=${BENCH_ONLY:-gemm step comm train ranks device data precision shakespeare consolidate}
+ONLY=${BENCH_ONLY:-gemm step comm train ranks device data precision shakespeare consolidate save}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 MPIRUN=(mpirun --oversubscribe --bind-to none)
 mkdir -p "$OUT"
@@ -178,6 +178,11 @@ fi
 if wants consolidate; then
   section "ckpt consolidate peak memory on a 50M-parameter GPT"
   scripts/bench_consolidate.sh "$OUT/consolidate" | tee "$OUT/consolidate.txt"
+fi
+
+if wants save; then
+  section "Checkpoint save stall, foreground vs checkpoint.async (2 ranks, 43 MB rank files)"
+  BIN="$BIN" scripts/bench_save.sh "$OUT/save" | tee >(record save) | grep -v '^{'
 fi
 
 echo

@@ -64,9 +64,45 @@ impl CkptError {
     pub fn hdf5(path: impl Into<PathBuf>, what: &str, e: hdf5::Error) -> CkptError {
         CkptError::Hdf5 {
             path: path.into(),
-            msg: format!("{what}: {e}"),
+            msg: format!("{what}: {}", hdf5_one_line(&e.to_string())),
         }
     }
 }
 
+/// HDF5's message as one line: its file driver's write failure spans lines ("file write
+/// failed: time = <ctime>\n, filename = ..., errno = 28, error message = 'No space left
+/// on device', buf = ...") and is cut to its cause ("file write failed: No space left on
+/// device").
+fn hdf5_one_line(msg: &str) -> String {
+    let flat = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    const CAUSE: &str = "error message = '";
+    match (flat.find(" time = "), flat.find(CAUSE)) {
+        (Some(t), Some(c)) if t < c => {
+            let cause = &flat[c + CAUSE.len()..];
+            let cause = &cause[..cause.find('\'').unwrap_or(cause.len())];
+            format!("{} {cause}", &flat[..t])
+        }
+        _ => flat,
+    }
+}
+
 pub type Result<T> = std::result::Result<T, CkptError>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_driver_write_failure_is_one_line_with_its_cause() {
+        let m =
+            "H5Dwrite(): can't write data: file write failed: time = Wed Dec  2 14:29:40 2026\n, \
+                 filename = '/x/rank-00000.h5', file descriptor = 5, errno = 28, error message = \
+                 'No space left on device', buf = 0x7f, total write size = 8";
+        assert_eq!(
+            super::hdf5_one_line(m),
+            "H5Dwrite(): can't write data: file write failed: No space left on device"
+        );
+        assert_eq!(
+            super::hdf5_one_line("open:\n  no such file"),
+            "open: no such file"
+        );
+    }
+}

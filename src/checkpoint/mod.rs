@@ -15,6 +15,7 @@ mod plan;
 mod rank_file;
 mod reader;
 mod save;
+mod saver;
 mod share;
 mod tools;
 
@@ -25,4 +26,5 @@ pub use meta::{config_digest, FileEntry, Meta, UnitEntry, FORMAT, META_FILE};
 pub use paths::{list_steps, rank_file_name, resolve, step_dir_name, LATEST};
 pub use reader::Checkpoint;
 pub use save::{save, should_save};
+pub use saver::{Due, Saver, WriteFailed};
 pub use tools::{consolidate, inspect, load_full_params, verify, Consolidated};

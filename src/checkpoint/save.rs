@@ -1,6 +1,11 @@
 //! Saving: every rank writes its own shard file into `step-N.tmp/`, then rank 0 commits
 //! (meta.json, rename into place, `latest`, pruning). A crash at any moment leaves
 //! `latest` naming the previous complete checkpoint.
+//!
+//! The phases are separate so a save can run them in the foreground ([`save`]) or write
+//! the rank file on a background thread between [`begin`] and [`commit`]
+//! (`checkpoint.async`, `saver.rs`): [`begin`] and [`commit`] are collective and run on
+//! the main thread, [`write_rank_file`] calls no MPI.
 use super::fsio::{file_crc32, replace_atomic, sync_path};
 use super::meta::{config_digest, FileEntry, Meta, UnitEntry, FORMAT};
 use super::paths::{prune, rank_file_name, step_dir_name, LATEST};
@@ -9,9 +14,10 @@ use crate::config::Config;
 use crate::data::LoaderState;
 use crate::device::Backend;
 use crate::dist::Dist;
-use crate::zero::Engine;
+use crate::zero::{Engine, UnitPiece};
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Instant;
 
 /// Whether to save after `step` optimizer steps (`checkpoint.every`, and the last step
 /// of the run) when `checkpoint.dir` is set.
@@ -22,8 +28,8 @@ pub fn should_save(cfg: &Config, step: u64, is_last: bool) -> bool {
 
 /// Saves the engine's state after `step` training steps (fp16 steps skipped on
 /// overflow included; `engine.step` counts only the optimizer updates) with the train
-/// loader at `loader`. Collective: every rank must call it. Returns the committed step
-/// directory.
+/// loader at `loader`, all in the foreground. Collective: every rank must call it.
+/// Returns the committed step directory.
 pub fn save<B: Backend>(
     dist: &Dist,
     engine: &Engine<'_, B>,
@@ -31,42 +37,155 @@ pub fn save<B: Backend>(
     step: u64,
     loader: LoaderState,
 ) -> anyhow::Result<PathBuf> {
-    let root = Path::new(&cfg.checkpoint.dir);
+    let t0 = Instant::now();
+    let draft = draft_meta(dist, engine, cfg, step, loader);
+    let target = begin(dist, cfg, step)?;
+    let job = RankJob::new(dist, engine, &target);
+    let written = job.write(|u| engine.export_unit(u));
+    let dir = commit(dist, &target, draft, written, cfg.checkpoint.keep)?;
+    if dist.is_root() {
+        log::info!(
+            "checkpoint: saved step {step} to {} in {:.0} ms",
+            dir.display(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(dir)
+}
+
+/// Where one save writes: `root/name.tmp`, renamed to `root/name` at the commit.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub step: u64,
+    pub root: PathBuf,
+    pub name: String,
+    pub tmp: PathBuf,
+}
+
+/// Collective: rank 0 creates `step-N.tmp/` (removing a stale one); a barrier.
+pub fn begin(dist: &Dist, cfg: &Config, step: u64) -> anyhow::Result<Target> {
+    let root = PathBuf::from(&cfg.checkpoint.dir);
     let name = step_dir_name(step);
     let tmp = root.join(format!("{name}.tmp"));
     if dist.is_root() {
-        std::fs::create_dir_all(root).map_err(|e| CkptError::io(root, e))?;
+        std::fs::create_dir_all(&root).map_err(|e| CkptError::io(&root, e))?;
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| CkptError::io(&tmp, e))?;
         }
         std::fs::create_dir(&tmp).map_err(|e| CkptError::io(&tmp, e))?;
     }
     dist.world().barrier()?;
-
-    // Every rank: its own file, fsynced, with its size and checksum.
-    let file = tmp.join(rank_file_name(dist.rank()));
-    let units: Vec<String> = engine
-        .layout()
-        .units
-        .iter()
-        .map(|u| u.name.clone())
-        .collect();
-    let header = rank_file::Header {
+    Ok(Target {
         step,
-        rank: dist.rank(),
-        world: dist.size(),
-    };
-    rank_file::write(&file, header, &units, engine.state_names(), |u| {
-        engine.export_unit(u)
+        root,
+        name,
+        tmp,
     })
-    .with_context(|| format!("rank {}: writing checkpoint", dist.rank()))?;
-    sync_path(&file)?;
-    let (bytes, crc) = file_crc32(&file)?;
-    // The gather doubles as the barrier: every file is on disk once it returns.
-    let all = dist.world().all_gather_u64s(&[bytes, crc as u64])?;
+}
 
+/// What this rank writes: its file in the target, its header, the unit and state names.
+/// Holds no reference to the engine or MPI, so it can move to a background thread.
+pub struct RankJob {
+    rank: usize,
+    file: PathBuf,
+    header: rank_file::Header,
+    units: Vec<String>,
+    state_names: &'static [&'static str],
+}
+
+impl RankJob {
+    pub fn new<B: Backend>(dist: &Dist, engine: &Engine<'_, B>, target: &Target) -> RankJob {
+        RankJob {
+            rank: dist.rank(),
+            file: target.tmp.join(rank_file_name(dist.rank())),
+            header: rank_file::Header {
+                step: target.step,
+                rank: dist.rank(),
+                world: dist.size(),
+            },
+            units: engine
+                .layout()
+                .units
+                .iter()
+                .map(|u| u.name.clone())
+                .collect(),
+            state_names: engine.state_names(),
+        }
+    }
+
+    /// Writes the rank file from `piece(u)` (asked for unit by unit), fsyncs it, and
+    /// returns its size and CRC-32. No MPI.
+    pub fn write(
+        &self,
+        piece: impl FnMut(usize) -> anyhow::Result<UnitPiece>,
+    ) -> anyhow::Result<(u64, u32)> {
+        let run = || -> anyhow::Result<(u64, u32)> {
+            rank_file::write(
+                &self.file,
+                self.header,
+                &self.units,
+                self.state_names,
+                piece,
+            )?;
+            sync_path(&self.file)?;
+            Ok(file_crc32(&self.file)?)
+        };
+        run().with_context(|| format!("rank {}: writing checkpoint", self.rank))
+    }
+}
+
+/// meta.json of a save after `step`, its `files` left to the commit. Captured at the
+/// step boundary: a background write must not record a later state.
+pub fn draft_meta<B: Backend>(
+    dist: &Dist,
+    engine: &Engine<'_, B>,
+    cfg: &Config,
+    step: u64,
+    loader: LoaderState,
+) -> Meta {
+    Meta {
+        format: FORMAT,
+        step,
+        optimizer_steps: engine.step,
+        world: dist.size(),
+        stage: engine.plan().stage,
+        dtype: engine.plan().dtype,
+        reduce_dtype: cfg.precision.reduce(),
+        optimizer: cfg.train.optimizer,
+        state_names: engine.state_names().iter().map(|s| s.to_string()).collect(),
+        model: cfg.model.clone(),
+        units: engine
+            .layout()
+            .units
+            .iter()
+            .map(|u| UnitEntry {
+                name: u.name.clone(),
+                numel: u.numel,
+                padded: u.padded,
+            })
+            .collect(),
+        loader,
+        scaler: engine.scaler().clone(),
+        config_crc32: config_digest(cfg),
+        files: Vec::new(),
+    }
+}
+
+/// Collective, after every rank wrote its file (`written`: this rank's size and CRC-32,
+/// or its error): an all-gather brings sizes and checksums to every rank (it doubles as
+/// the barrier: every file is on disk once it returns), then rank 0 writes meta.json,
+/// renames the directory into place, points `latest` at it and prunes; a barrier.
+pub fn commit(
+    dist: &Dist,
+    target: &Target,
+    mut meta: Meta,
+    written: anyhow::Result<(u64, u32)>,
+    keep: usize,
+) -> anyhow::Result<PathBuf> {
+    let (bytes, crc) = written?;
+    let all = dist.world().all_gather_u64s(&[bytes, crc as u64])?;
     if dist.is_root() {
-        let files = all
+        meta.files = all
             .chunks(2)
             .enumerate()
             .map(|(r, c)| FileEntry {
@@ -75,45 +194,18 @@ pub fn save<B: Backend>(
                 crc32: format!("{:08x}", c[1]),
             })
             .collect();
-        let meta = Meta {
-            format: FORMAT,
-            step,
-            optimizer_steps: engine.step,
-            world: dist.size(),
-            stage: engine.plan().stage,
-            dtype: engine.plan().dtype,
-            reduce_dtype: cfg.precision.reduce(),
-            optimizer: cfg.train.optimizer,
-            state_names: engine.state_names().iter().map(|s| s.to_string()).collect(),
-            model: cfg.model.clone(),
-            units: engine
-                .layout()
-                .units
-                .iter()
-                .map(|u| UnitEntry {
-                    name: u.name.clone(),
-                    numel: u.numel,
-                    padded: u.padded,
-                })
-                .collect(),
-            loader,
-            scaler: engine.scaler().clone(),
-            config_crc32: config_digest(cfg),
-            files,
-        };
-        commit(root, &tmp, &name, &meta, cfg.checkpoint.keep)?;
-        log::info!(
-            "checkpoint: saved step {step} to {}",
-            root.join(&name).display()
-        );
+        commit_root(target, &meta, keep)?;
     }
     dist.world().barrier()?;
-    Ok(root.join(name))
+    Ok(target.root.join(&target.name))
 }
 
 /// Rank 0, after every rank file is on disk: meta.json, rename `tmp` to `name`, point
 /// `latest` at it, prune.
-fn commit(root: &Path, tmp: &Path, name: &str, meta: &Meta, keep: usize) -> anyhow::Result<()> {
+fn commit_root(target: &Target, meta: &Meta, keep: usize) -> anyhow::Result<()> {
+    let Target {
+        root, name, tmp, ..
+    } = target;
     meta.write(tmp)?;
     sync_path(tmp)?;
     let dst = root.join(name);

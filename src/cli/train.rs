@@ -138,6 +138,13 @@ impl OnBackend for TrainOn<'_> {
         // flight that the other ranks may never finish.
         match train(dist, cfg, &mut engine, io, &mut stop) {
             Ok(ended) => Ok(ended),
+            // Agreed on every rank at a step boundary, where no collective is in flight:
+            // every rank says it and the job ends cleanly, non-zero.
+            Err(e) if e.is::<checkpoint::WriteFailed>() => {
+                eprint_line(&format!("error: rank {}: {e:#}", dist.rank()));
+                let _ = dist.world().barrier();
+                Err(Reported)
+            }
             Err(e) => abort_on_error(dist, &e),
         }
     }
@@ -286,6 +293,7 @@ fn train<B: Backend>(
         ModelKind::Gpt => cfg.model.vocab,
         ModelKind::Mlp => cfg.model.classes,
     });
+    let mut saver = checkpoint::Saver::default();
     for step in start..cfg.train.steps {
         let lr = crate::optim::lr_at(&cfg.train, step);
         watchdog::note_step(step as u64 + 1);
@@ -312,6 +320,7 @@ fn train<B: Backend>(
         } else {
             None
         };
+        let mut pending = None;
         if progress.logs(step as u64 + 1, val_loss.is_some(), out.skipped) {
             let rec = record(
                 dist,
@@ -325,19 +334,38 @@ fn train<B: Backend>(
                 per_step,
                 tokens_per_sample,
             );
+            pending = Some(rec);
+        }
+        // A save is due every `checkpoint.every` steps, at the last step and when
+        // stopping; a stop or the end waits for a background save in flight and saves in
+        // the foreground, so nothing is left unwritten when the job exits.
+        let due = match (
+            checkpoint::should_save(cfg, step as u64 + 1, is_last)
+                || (stopping && !cfg.checkpoint.dir.is_empty()),
+            stopping || is_last,
+        ) {
+            (false, _) => checkpoint::Due::Nothing,
+            (true, false) => checkpoint::Due::Periodic,
+            (true, true) => checkpoint::Due::Final,
+        };
+        if due != checkpoint::Due::Nothing || saver.in_flight() {
+            watchdog::note("saving a checkpoint", None);
+            let t = Instant::now();
+            let committed =
+                saver.after_step(dist, engine, cfg, step as u64 + 1, due, train_data.state())?;
+            if let Some(took) = committed {
+                stop.save_took(took);
+            }
+            if let Some(rec) = pending.as_mut() {
+                rec.save_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        if let Some(rec) = pending.take() {
             if let Some(w) = metrics.as_mut() {
                 w.write(&rec)?;
             }
             progress.update(&rec);
             last = Some(rec);
-        }
-        let saving = checkpoint::should_save(cfg, step as u64 + 1, is_last)
-            || (stopping && !cfg.checkpoint.dir.is_empty());
-        if saving {
-            watchdog::note("saving a checkpoint", None);
-            let t = Instant::now();
-            checkpoint::save(dist, engine, cfg, step as u64 + 1, train_data.state())?;
-            stop.save_took(t.elapsed());
         }
         if stopping && !is_last {
             progress.finish();
@@ -347,6 +375,7 @@ fn train<B: Backend>(
             return Ok(Ended::Stopped);
         }
     }
+    saver.finish(dist)?;
     progress.finish();
     if let (true, Some(rec)) = (dist.is_root(), last) {
         let val = rec
@@ -457,6 +486,7 @@ fn record<B: crate::device::Backend>(
         skipped: out.skipped,
         h2d_bytes: h2d as u64,
         d2h_bytes: d2h as u64,
+        save_ms: None,
     }
 }
 

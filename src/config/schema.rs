@@ -269,6 +269,10 @@ pub struct CheckpointConfig {
     /// "" (start fresh), "auto" (resume from `dir`/latest if present, falling back past
     /// damaged checkpoints to the newest intact one) or a checkpoint path.
     pub resume: String,
+    /// Write rank files on a background thread while training goes on; the commit
+    /// follows at a later step boundary, once every rank has written.
+    #[serde(rename = "async")]
+    pub async_write: bool,
 }
 
 impl Default for CheckpointConfig {
@@ -278,6 +282,7 @@ impl Default for CheckpointConfig {
             every: 0,
             keep: 2,
             resume: String::new(),
+            async_write: false,
         }
     }
 }

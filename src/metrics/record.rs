@@ -46,6 +46,11 @@ pub struct StepRecord {
     pub h2d_bytes: u64,
     #[serde(default)]
     pub d2h_bytes: u64,
+    /// Rank 0's time at this step's end spent on checkpoints, outside `step_ms`: a
+    /// foreground save, or an asynchronous save's start (the copy to host memory) and
+    /// its progress check and commit; absent when no save was due or in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_ms: Option<f64>,
 }
 
 fn null_as_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
