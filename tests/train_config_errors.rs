@@ -120,3 +120,56 @@ fn values_no_user_means_name_their_key() {
         "train.eval_batches",
     );
 }
+
+/// `system.threads = 64` on this machine's few cores, under an address-space limit
+/// (`ulimit -v`, as PBS's vmem sets): the threads are lowered to the cores with a warning,
+/// and a limit that leaves no room for the matrix library's buffers is an error on every
+/// rank, not the endless retry inside OpenBLAS that once hung the job at start-up.
+#[test]
+fn too_many_threads_are_lowered_and_an_address_space_limit_is_an_error() {
+    let inner = mpirun(3);
+    // 550 MB: room for MPI and the binary (about 420 MB here), not for two 128 MiB
+    // BLAS buffers on top.
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg("ulimit -v 550000 && exec \"$@\"")
+        .arg("bash")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .args([
+            "train",
+            "--set",
+            "system.threads=64",
+            "--set",
+            "train.steps=3",
+        ]);
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let t = Instant::now();
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail:\n{stderr}");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    for rank in 0..3 {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&format!(
+                "error: rank {rank}: the address-space limit (ulimit -v: "
+            )) && l.contains("lower system.threads")),
+            "rank {rank} did not name the limit:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "rank {rank}: system.threads = 64 but this rank may use"
+            )),
+            "rank {rank} did not lower its threads:\n{stderr}"
+        );
+    }
+}

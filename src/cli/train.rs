@@ -80,6 +80,7 @@ fn run_job(
         agree(dist, Watchdog::start(dist, timeout))?;
     }
     let threads = usable_threads(dist, cfg.system.threads);
+    agree(dist, crate::device::check_blas_room(threads))?;
     let job = TrainOn {
         dist,
         cfg: &cfg,

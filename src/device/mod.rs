@@ -23,7 +23,7 @@ pub mod select;
 mod store;
 mod transfers;
 
-pub use cpu::{Cpu, CpuBuf, CpuIds, CpuMem};
+pub use cpu::{check_blas_room, Cpu, CpuBuf, CpuIds, CpuMem};
 pub use gemm::Gemm;
 pub use store::Store;
 pub use transfers::{TransferCounter, Transfers};

@@ -11,6 +11,7 @@
 //! still queued, i.e. without a `sync` since they were issued, is an error that the next
 //! `sync` reports (downloads wait for queued work, as a CUDA copy to the host does).
 mod blas;
+pub use blas::check_room as check_blas_room;
 mod elementwise;
 mod embed;
 mod heads;
