@@ -19,14 +19,18 @@ deps:
 build: deps
 	$(CARGO) build --release
 
-data/addition/manifest.json: | build
-	$(BIN) data synth --task addition --digits 2 --out data/addition --count 8000 --val-count 1000
+# Sums are written zero-padded and least-significant digit first ("48+39=780"), the
+# order in which a model computes them carry by carry; `sample` reads them back.
+# The dataset is redone when this Makefile changes, so an older recipe's is not reused.
+data/addition/manifest.json: Makefile | build
+	rm -rf data/addition
+	$(BIN) data synth --task addition --digits 2 --pad --reverse-sum --out data/addition --count 8000 --val-count 1000
 
 data: data/addition/manifest.json
 
 # The default job: a small GPT learns 2-digit addition with ZeRO stage 2 on 2 CPU ranks,
-# plots its metrics, and ends with the validation loss and the accuracy of greedy
-# answers to 1000 held-out sums.
+# plots its metrics, and ends with a few greedy answers (wrong ones first) and the
+# exact-match accuracy on 1000 held-out sums.
 run: build data
 	rm -rf $(RUN_DIR)
 	$(MPIRUN) -np 2 $(BIN) train --config jobs/configs/addition-cpu.toml

@@ -43,7 +43,7 @@ fn config_show_prints_a_config_that_loads_back_the_same() {
 #[test]
 fn sample_report_and_their_errors_on_a_real_run() {
     let dir = tempdir();
-    let data = addition_dataset(dir.path(), 500, 50, &["--digits", "2"]);
+    let data = addition_dataset(dir.path(), 500, 50, &["--digits", "2", "--reverse-sum"]);
     let ck = dir.path().join("ck").display().to_string();
     let metrics = dir.path().join("m.jsonl").display().to_string();
     let sets = [
@@ -96,6 +96,25 @@ fn sample_report_and_their_errors_on_a_real_run() {
         acc.contains("addition exact-match accuracy: ") && acc.contains("/20 = "),
         "{acc}"
     );
+    // A few examples, as a person reads them: the sum the dataset writes reversed is
+    // expected most-significant digit first, and what the model wrote is shown too.
+    let examples: Vec<&str> = acc.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(examples.len(), 8, "{acc}");
+    assert!(
+        acc.starts_with("examples (wrong answers first):\n"),
+        "{acc}"
+    );
+    for l in examples {
+        assert!(l.contains("least-significant digit first"), "{l}");
+        let (q, rest) = l.trim().split_once('=').unwrap();
+        let (a, b) = q.split_once('+').unwrap();
+        let sum = a.parse::<u64>().unwrap() + b.parse::<u64>().unwrap();
+        let shown = rest.split_whitespace().next().unwrap_or("");
+        match rest.split_once("WRONG, expected ") {
+            Some((_, e)) => assert!(e.starts_with(&format!("{sum} ")), "{l}"),
+            None => assert!(rest.contains("right") && shown == sum.to_string(), "{l}"),
+        }
+    }
     let e = err(&[
         "sample",
         "--checkpoint",

@@ -205,6 +205,93 @@ fn synth_addition_is_reproducible_and_held_out() {
     assert!(e.contains("not an addition dataset"), "{e}");
 }
 
+/// The text of a split, decoded through the manifest's vocabulary.
+fn split_text(ds: &Path, split: Split) -> String {
+    let vocab = Manifest::load(ds).unwrap().vocab.unwrap();
+    all_tokens(ds, split)
+        .iter()
+        .map(|&t| vocab[t as usize].as_str())
+        .collect()
+}
+
+#[test]
+fn synth_addition_reverse_sum_is_recorded_written_and_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = [
+        "--task",
+        "addition",
+        "--count",
+        "2000",
+        "--val-count",
+        "200",
+        "--digits",
+        "2",
+    ];
+    let (plain, rev, rev_pad) = (
+        tmp.path().join("p"),
+        tmp.path().join("r"),
+        tmp.path().join("rp"),
+    );
+    synth(&plain, &a);
+    let m = synth(&rev, &[a.as_slice(), &["--reverse-sum"]].concat());
+    assert!(m.contains("\"reverse_sum\": true"), "{m}");
+    synth(
+        &rev_pad,
+        &[a.as_slice(), &["--reverse-sum", "--pad"]].concat(),
+    );
+    assert_eq!(Manifest::load(&plain).unwrap().reverse_sum, Some(false));
+    assert_eq!(Manifest::load(&rev).unwrap().reverse_sum, Some(true));
+    let parse = |p: &str| -> (u64, u64) {
+        let (a, b) = p.trim_end_matches('=').split_once('+').unwrap();
+        (a.parse().unwrap(), b.parse().unwrap())
+    };
+    // Train and val lines write the sum least-significant digit first: "48+39=78".
+    let mut differs = 0;
+    for split in [Split::Train, Split::Val] {
+        for l in split_text(&rev, split).lines() {
+            let (p, ans) = l.split_once('=').unwrap();
+            let (a, b) = parse(p);
+            let read: String = ans.chars().rev().collect();
+            assert_eq!(read, (a + b).to_string(), "{l}");
+            differs += (ans != read) as usize;
+        }
+    }
+    assert!(differs > 1000, "most sums are not palindromes: {differs}");
+    // Padded: every line has one shape, "03+06=900".
+    for l in split_text(&rev_pad, Split::Train).lines() {
+        let (p, ans) = l.split_once('=').unwrap();
+        assert!(p.len() == 5 && ans.len() == 3, "{l}");
+        let read: String = ans.chars().rev().collect();
+        let (a, b) = parse(p);
+        assert_eq!(read, format!("{:03}", a + b), "{l}");
+    }
+    // The val problems read back most-significant digit first, the same problems as
+    // the unreversed dataset of the same seed.
+    let val = addition_val_problems(&rev).unwrap();
+    assert_eq!(val, addition_val_problems(&plain).unwrap());
+    for (p, ans) in &val {
+        let (a, b) = parse(p);
+        assert_eq!(ans, &(a + b).to_string(), "{p}{ans}");
+    }
+    let val_pad = addition_val_problems(&rev_pad).unwrap();
+    assert!(val_pad.iter().all(|(p, ans)| {
+        let (a, b) = parse(p);
+        *ans == format!("{:03}", a + b)
+    }));
+    // A manifest written before the field existed: not reversed, answers as written.
+    let path = rev.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old = text.replace("  \"reverse_sum\": true,\n", "");
+    assert_ne!(old, text);
+    std::fs::write(&path, old).unwrap();
+    assert_eq!(Manifest::load(&rev).unwrap().reverse_sum, None);
+    let as_written = addition_val_problems(&rev).unwrap();
+    assert!(as_written
+        .iter()
+        .zip(&val)
+        .all(|(w, v)| w.1.chars().rev().collect::<String>() == v.1));
+}
+
 #[test]
 fn synth_classify_is_reproducible_and_labelled() {
     let tmp = tempfile::tempdir().unwrap();

@@ -67,6 +67,11 @@ pub struct SynthArgs {
     /// has the same shape (`042+007=0049`): much easier for a small model to learn.
     #[arg(long)]
     pad: bool,
+    /// addition: write each sum least-significant digit first (`48+39=78` for 87), the
+    /// order in which the digits can be computed carry by carry; recorded in the manifest
+    /// (`reverse_sum`), and `sample --eval-addition` reads answers back in that order.
+    #[arg(long)]
+    reverse_sum: bool,
     /// addition: digits per operand.
     #[arg(long, default_value_t = 3)]
     digits: u32,
@@ -244,6 +249,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 val_count: a.val_count,
                 digits: a.digits,
                 pad: a.pad,
+                reverse_sum: a.reverse_sum,
                 features: a.features,
                 classes: a.classes,
                 hidden: a.hidden,

@@ -6,7 +6,7 @@
 //! models this runs on CPU are small).
 use crate::checkpoint::load_full_params;
 use crate::config::{ModelConfig, ModelKind};
-use crate::data::{addition_val_problems, Batch, Manifest};
+use crate::data::{addition_answer_as_read, addition_val_problems, Batch, Manifest};
 use crate::device::{Backend, Cpu};
 use crate::model::{build_model, Model};
 use anyhow::{bail, Context};
@@ -212,63 +212,161 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Greedy answers to held-out sums, in batches; prints accuracy and a few examples.
+/// Greedy answers to held-out sums, in batches; prints a few examples (errors first) and
+/// the accuracy.
 fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<()> {
     let problems = addition_val_problems(&args.data)?;
     let problems = &problems[..n.min(problems.len())];
     if problems.is_empty() {
         bail!("{}: no held-out sums to evaluate", args.data.display());
     }
+    let reverse_sum = Manifest::load(&args.data)?.reverse_sum.unwrap_or(false);
     const BATCH: usize = 64;
     let mut gen = Generator::load(&args.checkpoint, BATCH)?;
     let newline = vocab.encode("\n")?[0];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-    let mut correct = 0;
-    let (mut right, mut wrong) = (Vec::new(), Vec::new());
+    // What the model wrote after each prompt, in problem order.
+    let mut written = vec![String::new(); problems.len()];
     // Problems of equal prompt length share a batch (one forward per generated token).
-    let mut by_len: std::collections::BTreeMap<usize, Vec<&(String, String)>> = Default::default();
-    for p in problems {
-        by_len.entry(p.0.chars().count()).or_default().push(p);
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, p) in problems.iter().enumerate() {
+        by_len.entry(p.0.chars().count()).or_default().push(i);
     }
     for group in by_len.values() {
         for chunk in group.chunks(BATCH) {
             // Each prompt starts a line, as in the training stream.
             let mut rows = chunk
                 .iter()
-                .map(|(q, _)| vocab.encode(&format!("\n{q}")))
+                .map(|&i| vocab.encode(&format!("\n{}", problems[i].0)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
             let max_answer = chunk
                 .iter()
-                .map(|(_, a)| a.chars().count())
+                .map(|&i| problems[i].1.chars().count())
                 .max()
                 .unwrap_or(1)
                 + 1;
             gen.generate(&mut rows, max_answer, 0.0, Some(newline), &mut rng)?;
-            for ((row, len), (q, a)) in rows.iter().zip(&lens).zip(chunk) {
-                let answer: String = row[*len..]
+            for ((row, len), &i) in rows.iter().zip(&lens).zip(chunk) {
+                written[i] = row[*len..]
                     .iter()
                     .take_while(|&&t| t != newline)
                     .map(|&t| vocab.decode(t))
                     .collect();
-                let answer = answer.as_str();
-                if answer == a {
-                    correct += 1;
-                    if right.len() < 4 {
-                        right.push(format!("{q}{answer}"));
-                    }
-                } else if wrong.len() < 4 {
-                    wrong.push(format!("{q}{answer} (expected {a})"));
-                }
             }
         }
     }
-    println!("right: {}", right.join("   "));
-    println!("wrong: {}", wrong.join("   "));
-    println!(
-        "addition exact-match accuracy: {correct}/{} = {:.1}% (greedy, held-out sums)",
-        problems.len(),
-        100.0 * correct as f64 / problems.len() as f64
-    );
+    print!("{}", addition_report(problems, &written, reverse_sum, 8));
     Ok(())
+}
+
+/// The report of `sample --eval-addition`: up to `shown` examples in problem order, the
+/// wrong answers first (at most half of them when there are right ones to show), each
+/// as a person reads it (a reversed answer turned back, with what the model wrote), then
+/// the exact-match accuracy. `written[i]` is the model's answer to `problems[i]`.
+fn addition_report(
+    problems: &[(String, String)],
+    written: &[String],
+    reverse_sum: bool,
+    shown: usize,
+) -> String {
+    let graded: Vec<(&(String, String), &String, String)> = problems
+        .iter()
+        .zip(written)
+        .map(|(p, w)| (p, w, addition_answer_as_read(w, reverse_sum)))
+        .collect();
+    let (right, wrong): (Vec<_>, Vec<_>) = graded.iter().partition(|(p, _, read)| *read == p.1);
+    let n_wrong = wrong
+        .len()
+        .min(shown - shown.min(right.len()).min(shown / 2));
+    let examples: Vec<_> = wrong[..n_wrong]
+        .iter()
+        .chain(right.iter().take(shown - n_wrong))
+        .map(|((prompt, expected), w, read)| (format!("{prompt}{read}"), expected, w, read))
+        .collect();
+    let width = examples
+        .iter()
+        .map(|e| e.0.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::from("examples (wrong answers first):\n");
+    for (line, expected, w, read) in &examples {
+        let verdict = match read == expected {
+            true => "right".to_string(),
+            false => format!("WRONG, expected {expected}"),
+        };
+        let how = match reverse_sum {
+            true => format!("   (model wrote {w:?}, least-significant digit first)"),
+            false => String::new(),
+        };
+        out += &format!("  {line:<width$}   {verdict}{how}\n");
+    }
+    out += &format!(
+        "addition exact-match accuracy: {}/{} = {:.1}% (greedy, held-out sums{})\n",
+        right.len(),
+        problems.len(),
+        100.0 * right.len() as f64 / problems.len() as f64,
+        match reverse_sum {
+            true => ", answers written reversed and read back",
+            false => "",
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::addition_report;
+
+    fn problems() -> Vec<(String, String)> {
+        [
+            ("48+39=", "87"),
+            ("3+6=", "9"),
+            ("50+50=", "100"),
+            ("12+1=", "13"),
+        ]
+        .iter()
+        .map(|(p, a)| (p.to_string(), a.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn a_reversed_answer_is_read_back_before_it_is_compared() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let r = addition_report(&problems(), &w(&["78", "9", "001", "31"]), true, 8);
+        assert!(r.contains("4/4 = 100.0%"), "{r}");
+        assert!(r.contains("48+39=87") && r.contains("50+50=100"), "{r}");
+        assert!(r.contains("model wrote \"78\""), "{r}");
+        // The same answers unreversed are wrong where the digits differ; errors first.
+        let r = addition_report(&problems(), &w(&["87", "9", "100", "31"]), true, 8);
+        assert!(r.contains("2/4 = 50.0%"), "{r}");
+        let lines: Vec<&str> = r.lines().collect();
+        assert!(lines[1].contains("48+39=78 ") && lines[1].contains("WRONG, expected 87"));
+        assert!(
+            lines[2].contains("50+50=001 ") && lines[2].contains("WRONG"),
+            "{r}"
+        );
+        assert!(
+            lines[3].contains("3+6=9 ") && lines[3].contains("right"),
+            "{r}"
+        );
+        assert!(
+            lines[4].contains("12+1=13 ") && lines[4].contains("right"),
+            "{r}"
+        );
+        // Not reversed: compared as written.
+        let r = addition_report(&problems(), &w(&["87", "9", "100", "31"]), false, 8);
+        assert!(
+            r.contains("3/4 = 75.0%") && !r.contains("model wrote"),
+            "{r}"
+        );
+        // At most half the examples are errors when right answers exist.
+        let r = addition_report(&problems(), &w(&["1", "2", "3", "13"]), false, 2);
+        let lines: Vec<&str> = r.lines().collect();
+        assert_eq!(lines.len(), 4, "{r}");
+        assert!(
+            lines[1].contains("WRONG") && lines[2].contains("right"),
+            "{r}"
+        );
+    }
 }

@@ -147,6 +147,10 @@ pub struct Manifest {
     /// Generator that produced the data, e.g. "addition" or "classify" (informational).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// addition: whether each line's sum is written least-significant digit first
+    /// (`48+39=78` for 87). Absent (older manifests, other tasks) means not reversed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse_sum: Option<bool>,
     /// Token ids are in `0..vocab_size` (kind = tokens).
     #[serde(default)]
     pub vocab_size: usize,
@@ -171,6 +175,7 @@ impl Manifest {
             kind,
             tokenizer: None,
             task: None,
+            reverse_sum: None,
             vocab_size: 0,
             vocab: None,
             features: 0,

@@ -27,4 +27,4 @@ pub use hdf5_source::open_sampler;
 pub use manifest::{IntType, Kind, Manifest, ShardEntry, Split};
 pub use sampler::{LoaderState, SampleRef, Sampler};
 pub use source::{open_source, BatchSource, LoaderSpec};
-pub use synth::addition_val_problems;
+pub use synth::{addition_answer_as_read, addition_val_problems};

@@ -1,6 +1,8 @@
 //! `zerotrain data synth`: generated datasets a small model can learn, seeded.
-//! - `addition`: lines `a+b=c\n` with a, b < 10^digits, as characters. The val problems
-//!   are held out: no (a, b) pair of val appears in train.
+//! - `addition`: lines `a+b=c\n` with a, b < 10^digits, as characters; with
+//!   `reverse_sum` the sum's digits come least-significant first (`48+39=78`), the order
+//!   in which a model can compute them one carry at a time. The val problems are held
+//!   out: no (a, b) pair of val appears in train.
 //! - `classify`: x ~ N(0, 1) in d dimensions, labelled by a fixed random teacher MLP.
 use super::error::DataError;
 use super::manifest::{Kind, Manifest, Split};
@@ -35,6 +37,9 @@ pub struct SynthOptions {
     pub digits: u32,
     /// addition: zero-pad operands to `digits` and sums to `digits + 1`.
     pub pad: bool,
+    /// addition: write each sum's digits least-significant first (recorded in the
+    /// manifest as `reverse_sum`).
+    pub reverse_sum: bool,
     /// classify: feature dimension, classes, teacher hidden width (0 = linear).
     pub features: usize,
     pub classes: usize,
@@ -95,17 +100,20 @@ fn addition(o: &SynthOptions) -> Result<Manifest> {
         }
     }
     let vocab = char_vocab(ADDITION_CHARS.chars());
+    let (w, s) = (o.digits as usize, o.digits as usize + 1);
     let encode = |ps: &[(u64, u64)]| {
         let text: String = ps
             .iter()
-            .map(|(a, b)| match o.pad {
-                true => format!(
-                    "{a:0w$}+{b:0w$}={:0s$}\n",
-                    a + b,
-                    w = o.digits as usize,
-                    s = o.digits as usize + 1
-                ),
-                false => format!("{a}+{b}={}\n", a + b),
+            .map(|(a, b)| {
+                let (sum, prompt) = match o.pad {
+                    true => (format!("{:0s$}", a + b), format!("{a:0w$}+{b:0w$}=")),
+                    false => ((a + b).to_string(), format!("{a}+{b}=")),
+                };
+                let sum = match o.reverse_sum {
+                    true => sum.chars().rev().collect(),
+                    false => sum,
+                };
+                format!("{prompt}{sum}\n")
             })
             .collect();
         encode_chars(&text, &vocab).unwrap_or_default()
@@ -113,6 +121,7 @@ fn addition(o: &SynthOptions) -> Result<Manifest> {
     let mut m = Manifest::new(Kind::Tokens);
     m.tokenizer = Some("chars".into());
     m.task = Some("addition".into());
+    m.reverse_sum = Some(o.reverse_sum);
     m.vocab_size = vocab.len();
     m.vocab = Some(vocab.iter().map(|c| c.to_string()).collect());
     let w = DatasetWriter::new(&o.out, m)?;
@@ -148,8 +157,19 @@ fn classify(o: &SynthOptions) -> Result<Manifest> {
     Ok(w.finish()?)
 }
 
+/// A model's (or a data line's) answer to an addition prompt as a person reads it, most
+/// significant digit first: `reverse_sum` (the manifest's field) turns `"78"` into `"87"`.
+pub fn addition_answer_as_read(written: &str, reverse_sum: bool) -> String {
+    match reverse_sum {
+        true => written.chars().rev().collect(),
+        false => written.to_string(),
+    }
+}
+
 /// The held-out addition problems of a `data synth --task addition` dataset, read back
-/// from its val split: (prompt `"482+139="`, answer `"621"`), in file order.
+/// from its val split: (prompt `"482+139="`, answer `"621"`), in file order. The answer
+/// reads most-significant digit first even where the data writes it reversed
+/// (`reverse_sum`; compare a model's answer through [`addition_answer_as_read`]).
 pub fn addition_val_problems(dir: &Path) -> Result<Vec<(String, String)>> {
     let m = Manifest::load(dir)?;
     let mpath = dir.join(super::manifest::MANIFEST);
@@ -180,7 +200,8 @@ pub fn addition_val_problems(dir: &Path) -> Result<Vec<(String, String)>> {
         if !prompt.contains('+') || answer.is_empty() {
             return Err(bad().into());
         }
-        out.push((format!("{prompt}="), answer.to_string()));
+        let answer = addition_answer_as_read(answer, m.reverse_sum.unwrap_or(false));
+        out.push((format!("{prompt}="), answer));
     }
     if out.is_empty() {
         bail!("{}: the val split holds no problems", dir.display());
