@@ -8,37 +8,15 @@ mod ckpt_common;
 mod common;
 
 use ckpt_common::*;
-use std::io::Read;
+use common::Running;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The exit code of a run that stopped early and can resume (src/cli/stop.rs).
 const EXIT_STOPPED: i32 = 75;
 /// The exit code of a job the watchdog ended (src/dist/watchdog.rs).
 const EXIT_HUNG: i32 = 124;
-
-/// A run in progress, its output drained by threads (a full pipe would stall it).
-struct Running {
-    child: Child,
-    stdout: std::thread::JoinHandle<String>,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-impl Running {
-    fn id(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-fn drain(r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut r = r;
-        let mut text = String::new();
-        let _ = r.read_to_string(&mut text);
-        text
-    })
-}
 
 /// Starts `train` with `extra` overrides under `mpirun -np np` (or alone, `np = 0`).
 fn spawn_train(np: usize, metrics: &Path, extra: &[String]) -> Running {
@@ -47,19 +25,7 @@ fn spawn_train(np: usize, metrics: &Path, extra: &[String]) -> Running {
     } else {
         common::mpirun(np)
     };
-    let mut child = c
-        .args(train_args(metrics, extra))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn train");
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    Running {
-        child,
-        stdout,
-        stderr,
-    }
+    Running::spawn(c.args(train_args(metrics, extra)))
 }
 
 /// Waits until the metrics file has `steps` records (the run is in its loop).
@@ -83,42 +49,13 @@ fn wait_for_steps(metrics: &Path, steps: usize, run: &mut Running) {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
 /// Waits at most `limit` for the run; returns (exit code, stdout, stderr, time taken).
 fn finish(run: Running, limit: Duration) -> (Option<i32>, String, String, Duration) {
-    let start = Instant::now();
-    let Running {
-        mut child,
-        stdout,
-        stderr,
-    } = run;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "still running after {limit:?}\nstderr:\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let took = start.elapsed();
+    let (out, took) = run.finish(limit);
     (
-        status.code(),
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
         took,
     )
 }
@@ -152,7 +89,7 @@ fn a_signal_saves_and_resume_equals_an_uninterrupted_run() {
     let mb = tmp.path().join("b.jsonl");
     let mut run = spawn_train(2, &mb, &with(&b, &[]));
     wait_for_steps(&mb, 5, &mut run);
-    signal(run.id(), "USR1");
+    signal(run.id() as i32, libc::SIGUSR1);
     let (code, stdout, stderr, _) = finish(run, Duration::from_secs(120));
     assert_eq!(
         code,
@@ -194,7 +131,7 @@ fn sigterm_once_saves_and_twice_stops_at_once() {
     let m1 = tmp.path().join("once.jsonl");
     let mut run = spawn_train(0, &m1, &extra);
     wait_for_steps(&m1, 3, &mut run);
-    signal(run.id(), "TERM");
+    signal(run.id() as i32, libc::SIGTERM);
     let (code, _, stderr, _) = finish(run, Duration::from_secs(120));
     assert_eq!(code, Some(EXIT_STOPPED), "{stderr}");
     assert!(latest_step(&dir) >= 3);
@@ -210,12 +147,12 @@ fn sigterm_once_saves_and_twice_stops_at_once() {
     let mut run = spawn_train(0, &m2, &extra2);
     wait_for_steps(&m2, 3, &mut run);
     let pid = run.id();
-    signal(pid, "STOP");
-    signal(pid, "TERM");
+    signal(pid as i32, libc::SIGSTOP);
+    signal(pid as i32, libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(50));
-    signal(pid, "CONT");
+    signal(pid as i32, libc::SIGCONT);
     std::thread::sleep(Duration::from_millis(50));
-    signal(pid, "TERM");
+    signal(pid as i32, libc::SIGTERM);
     let (code, _, stderr, _) = finish(run, Duration::from_secs(60));
     assert_eq!(code, Some(128 + 15), "{stderr}");
 }
@@ -292,12 +229,10 @@ fn a_stopped_rank_is_named_and_the_job_ends() {
     let mut run = spawn_train(3, &metrics, &extra);
     wait_for_steps(&metrics, 3, &mut run);
     let victim = rank_pid(1);
-    signal(victim, "STOP");
+    signal(victim as i32, libc::SIGSTOP);
     let (code, _, stderr, took) = finish(run, Duration::from_secs(60));
     // In case mpirun left it stopped (it kills its ranks, stopped or not).
-    let _ = Command::new("kill")
-        .args(["-KILL", &victim.to_string()])
-        .status();
+    signal(victim as i32, libc::SIGKILL);
     assert_eq!(code, Some(EXIT_HUNG), "{stderr}");
     assert!(
         stderr.contains("watchdog: rank 1 (host ") && stderr.contains("did not answer"),

@@ -65,65 +65,97 @@ fn own_session_base() -> PathBuf {
     dir
 }
 
-/// Runs `cmd` with a wall-clock limit; kills it (and fails the test) when exceeded. Its
-/// output is read while it runs (by two threads): a child that fills a pipe nobody reads
-/// would block.
-pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
-    use std::io::Read;
-    let start = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Each thread sends what it read once its pipe closes.
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut bytes);
-            }
-            let _ = tx.send(bytes);
-        });
-        rx
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
+/// A command in progress, its output read while it runs (by two threads): a child that
+/// fills a pipe nobody reads would block.
+pub struct Running {
+    pub child: std::process::Child,
+    /// The command line, for a failure message.
+    what: String,
+    stdout: std::sync::mpsc::Receiver<Vec<u8>>,
+    stderr: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl Running {
+    /// Starts `cmd` with its stdout and stderr piped.
+    pub fn spawn(cmd: &mut Command) -> Running {
+        use std::io::Read;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Each thread sends what it read once its pipe closes.
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut bytes);
+                }
+                let _ = tx.send(bytes);
+            });
+            rx
+        };
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        );
+        let what = format!("{cmd:?}");
+        Running {
+            child,
+            what,
+            stdout,
+            stderr,
         }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            // Children of the killed process may hold the pipes open: wait only briefly.
-            let grace = Duration::from_secs(2);
-            panic!(
-                "command timed out after {:?}: {:?}\nstdout:\n{}\nstderr:\n{}",
-                limit,
-                cmd,
-                String::from_utf8_lossy(&stdout.recv_timeout(grace).unwrap_or_default()),
-                String::from_utf8_lossy(&stderr.recv_timeout(grace).unwrap_or_default())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.recv().unwrap_or_default(),
-        stderr: stderr.recv().unwrap_or_default(),
     }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits at most `limit` for the end; returns the output and the time waited. Past
+    /// `limit` it kills the command and fails the test with what it printed.
+    pub fn finish(mut self, limit: Duration) -> (Output, Duration) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                // Children of the killed process may hold the pipes open: wait briefly.
+                let grace = Duration::from_secs(2);
+                panic!(
+                    "command timed out after {limit:?}: {}\nstdout:\n{}\nstderr:\n{}",
+                    self.what,
+                    String::from_utf8_lossy(&self.stdout.recv_timeout(grace).unwrap_or_default()),
+                    String::from_utf8_lossy(&self.stderr.recv_timeout(grace).unwrap_or_default())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = start.elapsed();
+        let output = Output {
+            status,
+            stdout: self.stdout.recv().unwrap_or_default(),
+            stderr: self.stderr.recv().unwrap_or_default(),
+        };
+        (output, took)
+    }
+}
+
+/// Runs `cmd` with a wall-clock limit; kills it (and fails the test) when exceeded.
+pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    Running::spawn(&mut cmd).finish(limit).0
 }
 
 /// Runs the binary under `mpirun -np N` with `args`; returns the output (no status check).
