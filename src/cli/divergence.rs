@@ -1,5 +1,6 @@
-//! Divergence detection (docs/architecture.md, "Divergence"): a run whose loss blows up should stop with an error, not train
-//! to the end and exit 0 (a bf16 run at lr = 1e3 once ended 300 steps at loss 1.7e8).
+//! Divergence detection (docs/architecture.md, "Divergence"): a run whose loss blows up
+//! should stop with an error, not train to the end and exit 0 (a bf16 run at lr = 1e3
+//! once ended 300 steps at loss 1.7e8).
 //!
 //! The yardstick is the larger of the first step's loss and ln(classes), the
 //! cross-entropy of a uniform guess: a model that has learnt nothing scores about that.

@@ -1,5 +1,6 @@
-//! Launch mistakes (docs/architecture.md, "Hangs") that would otherwise run silently: `srun` without PMI support starts N
-//! processes that each come up as a one-rank MPI job (N copies training alone, writing
+//! Launch mistakes (docs/architecture.md, "Hangs") that would otherwise run silently:
+//! `srun` without PMI support starts N processes that each come up as a one-rank MPI job
+//! (N copies training alone, writing
 //! one checkpoint directory). The launcher's own task count, read from its environment,
 //! must equal the MPI world size.
 //!

@@ -1,5 +1,6 @@
-//! The watchdog's side channel (docs/architecture.md, "Hangs"): each rank serves one line saying what it is doing on a
-//! TCP port of its own, and a rank whose watchdog fires asks every other rank there. It
+//! The watchdog's side channel (docs/architecture.md, "Hangs"): each rank serves one line
+//! saying what it is doing on a TCP port of its own, and a rank whose watchdog fires asks
+//! every other rank there. It
 //! needs no MPI (the main thread is stuck inside it) and nothing but the kernel of the
 //! asked rank to connect: a stopped process's kernel still accepts the connection, so
 //! silence within [`ANSWER_WITHIN`] means stopped or hung, and a refused connection
