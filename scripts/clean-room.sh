@@ -50,6 +50,9 @@ cp /etc/resolv.conf /etc/hosts "$ROOT/etc/"
 mkdir -p "$ROOT/proc" "$ROOT/sys"
 mount -t proc proc "$ROOT/proc"; mounts+=("$ROOT/proc")
 mount -t sysfs sys "$ROOT/sys"; mounts+=("$ROOT/sys")
+# A booted machine has its cgroup file systems mounted; slurmd will not start without them
+# (and tests/slurm_job.rs would skip).
+bind /sys/fs/cgroup "$ROOT/sys/fs/cgroup"
 bind /dev "$ROOT/dev"
 bind "$TOOLCHAIN" "$ROOT/opt/rust" ro
 
