@@ -275,14 +275,18 @@ impl Drop for HeldLock {
     }
 }
 
+/// Whether the `flock` program (util-linux) is here; says the test skips when not.
 fn have_flock() -> bool {
-    Command::new("flock").arg("--version").output().is_ok()
+    let here = Command::new("flock").arg("--version").output().is_ok();
+    if !here {
+        println!("skipping: flock (util-linux) is not installed");
+    }
+    here
 }
 
 #[test]
 fn a_shard_locked_by_another_process_still_trains() {
     if !have_flock() {
-        println!("skipping: flock (util-linux) is not installed");
         return;
     }
     let tmp = tempdir();
@@ -308,7 +312,6 @@ fn a_shard_locked_by_another_process_still_trains() {
 #[test]
 fn a_write_that_meets_a_lock_names_the_fix() {
     if !have_flock() {
-        println!("skipping: flock (util-linux) is not installed");
         return;
     }
     let tmp = tempdir();
