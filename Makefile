@@ -40,7 +40,8 @@ run: build data
 test:
 	@scripts/ensure-deps.sh --python --slurm
 	$(CARGO) build --features cuda
-	$(CARGO) test --release -- --test-threads=2
+	# No backtraces: CI shows the tail of a failure, which should be its message.
+	RUST_BACKTRACE=0 $(CARGO) test --release -- --test-threads=2
 
 bench: build
 	@scripts/ensure-deps.sh --python
