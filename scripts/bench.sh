@@ -17,6 +17,7 @@ CORPUS=${CORPUS:-../shared/data/tinyshakespeare.txt}
 ONLY=${BENCH_ONLY:-gemm step comm train ranks device data precision shakespeare consolidate save}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 MPIRUN=(mpirun --oversubscribe --bind-to none)
+. scripts/python-env.sh # numpy and the PyTorch reference, where ensure-deps put them
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"

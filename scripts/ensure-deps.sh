@@ -4,7 +4,8 @@
 # what to install (or `module load` on a cluster) and exits non-zero.
 #
 #   scripts/ensure-deps.sh [--python] [--slurm]
-#     --python  also numpy and h5py for python3 (`make bench`, h5py interoperability tests)
+#     --python  also the Python packages of `make bench` and the interoperability tests
+#               (numpy, h5py, PyTorch, transformers; scripts/python-env.sh says where),
 #               and pip (tests/cuda_nvrtc_compile.rs fetches NVRTC's wheel with it)
 #     --slurm   also Slurm and munge, for the single-node Slurm test (tests/slurm_job.rs,
 #               scripts/slurm-cluster.sh); without root it only says what to install, and
@@ -52,32 +53,29 @@ if ! have_cmd cargo; then
   exit 1
 fi
 
-# Python numpy/h5py are used by `make bench` (numpy GEMM reference) and by the h5py
-# interoperability tests; optional for `make run`. As root with apt they come from the
-# distribution (python3-numpy, python3-h5py: Debian 12's pip refuses system-wide installs,
-# PEP 668); otherwise pip installs them for the user. pip itself is for the NVRTC compile
-# test, which installs the nvidia-cuda-nvrtc wheel into target/ (`pip install --target`,
-# which PEP 668 allows).
+# Python packages for `make bench` (numpy GEMM reference) and the interoperability tests
+# (h5py reading our files, Hugging Face transformers loading an exported model, GPT-2's
+# tokenizer, PyTorch references): one directory of their own, installed with
+# `python3 -m pip install --target` (which PEP 668 allows, unlike a system-wide install),
+# outside the clone so a CI machine keeps it between runs (about 6 GB: PyTorch's wheel
+# brings CUDA's libraries). Tests and scripts put it on PYTHONPATH (scripts/python-env.sh).
+# Optional for `make run`: a test whose packages are missing skips with a message.
 if [ "$want_python" = 1 ]; then
   if ! python3 -m pip --version >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && have_cmd apt-get; then
     echo "ensure-deps: installing pip for python3 (python3-pip)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq python3-pip >/dev/null ||
-      echo "ensure-deps: could not install python3-pip; the NVRTC compile test will skip" >&2
+      echo "ensure-deps: could not install python3-pip; the Python tests will skip" >&2
   fi
-  if ! python3 -c 'import numpy, h5py' >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && have_cmd apt-get; then
-      echo "ensure-deps: installing python3 numpy and h5py (python3-numpy python3-h5py)"
-      export DEBIAN_FRONTEND=noninteractive
-      apt-get update -qq
-      apt-get install -y -qq python3 python3-numpy python3-h5py >/dev/null ||
-        echo "ensure-deps: could not install python3-numpy/python3-h5py; the tests that need them will skip" >&2
-    else
-      echo "ensure-deps: installing numpy and h5py for python3 (pip --user)"
-      python3 -m pip install -q --user numpy h5py ||
-        echo "ensure-deps: could not install numpy/h5py; the tests that need them will skip" >&2
-    fi
+  # shellcheck source=python-env.sh
+  . "$(dirname "$0")/python-env.sh"
+  if ! python3 -c "import $ZEROTRAIN_PYTHON_MODULES" >/dev/null 2>&1; then
+    echo "ensure-deps: installing $ZEROTRAIN_PYTHON_PACKAGES into $ZEROTRAIN_PYTHON_DIR (pip --target)"
+    mkdir -p "$ZEROTRAIN_PYTHON_DIR"
+    # shellcheck disable=SC2086 # the package list is words
+    python3 -m pip install -q --disable-pip-version-check --upgrade --target "$ZEROTRAIN_PYTHON_DIR" $ZEROTRAIN_PYTHON_PACKAGES ||
+      echo "ensure-deps: could not install the Python packages; the tests that need them will skip" >&2
   fi
 fi
 

@@ -6,7 +6,6 @@ mod common;
 
 use ckpt_common::*;
 use std::path::Path;
-use std::process::Command;
 use zerotrain::model::unit_specs;
 
 /// (name, shape) of one tensor, as the Python check receives it.
@@ -102,15 +101,10 @@ fn inspect_verify_consolidate() {
     }
 
     // h5py reads it, and it equals the rank files reassembled independently.
-    if Command::new("python3")
-        .args(["-c", "import h5py, numpy"])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        eprintln!("skipping the h5py check: python3 with h5py and numpy is not available");
+    let Some(mut python) = common::python_or_skip("the consolidate h5py check", &["h5py", "numpy"])
+    else {
         return;
-    }
+    };
     // [[unit, [[tensor, shape], ...]], ...]
     let layout: Vec<(String, Vec<Tensor>)> = specs
         .iter()
@@ -125,7 +119,7 @@ fn inspect_verify_consolidate() {
         })
         .collect();
     let step = Path::new(d).join("step-00000002");
-    let o = Command::new("python3")
+    let o = python
         .args([
             "-c",
             CHECK_PY,

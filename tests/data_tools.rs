@@ -1,15 +1,17 @@
 //! The data tools through the real binary: files readable by h5py, datasets written by
 //! the documented h5py code accepted, synthetic tasks reproducible and held out.
+mod common;
 mod data_common;
 use data_common::*;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use zerotrain::config::{ModelConfig, ModelKind, Sampling};
 use zerotrain::data::{addition_val_problems, open_source, Batch, Manifest, Split};
 
+/// Runs a Python script with h5py (the caller checked `have_h5py`).
 fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3")
+    let out = common::python(&["h5py", "numpy"])
+        .expect("python3 with h5py")
         .arg("-c")
         .arg(script)
         .args(args)
@@ -50,8 +52,7 @@ fn all_tokens(ds: &Path, split: Split) -> Vec<u32> {
 
 #[test]
 fn h5py_reads_prepared_shards() {
-    if !have_h5py() {
-        println!("skipping: python3 with h5py and numpy is not available");
+    if common::python_or_skip("h5py interoperability", &["h5py", "numpy"]).is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -77,8 +78,7 @@ sys.stdout.write(out["train"] + out["val"])
 
 #[test]
 fn datasets_written_by_the_documented_h5py_code_are_accepted() {
-    if !have_h5py() {
-        println!("skipping: python3 with h5py and numpy is not available");
+    if common::python_or_skip("h5py interoperability", &["h5py", "numpy"]).is_none() {
         return;
     }
     let blocks = doc_python_blocks();

@@ -274,3 +274,52 @@ pub fn shared_addition_data() -> &'static str {
     })
     .1
 }
+
+/// The directory of zerotrain's Python packages, as scripts/python-env.sh sets it
+/// (`ensure-deps.sh --python` installs them there).
+pub fn python_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ZEROTRAIN_PYTHON_DIR") {
+        return PathBuf::from(d);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    cache.join("zerotrain/python")
+}
+
+/// `python3` with zerotrain's Python packages on its path, offline (no model hub), if it
+/// can import every module of `modules` (e.g. `["h5py", "numpy"]`); else None, and the
+/// test should skip, saying what is missing (`skip_without_python`).
+pub fn python(modules: &[&str]) -> Option<Command> {
+    let with_path = || {
+        let mut c = Command::new("python3");
+        let mut path = std::ffi::OsString::from(python_dir());
+        if let Some(old) = std::env::var_os("PYTHONPATH") {
+            path.push(":");
+            path.push(old);
+        }
+        c.env("PYTHONPATH", path)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("TRANSFORMERS_OFFLINE", "1")
+            .env("TOKENIZERS_PARALLELISM", "false");
+        c
+    };
+    let ok = with_path()
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then(with_path)
+}
+
+/// [`python`], or None after printing why the test named `test` skips.
+pub fn python_or_skip(test: &str, modules: &[&str]) -> Option<Command> {
+    let p = python(modules);
+    if p.is_none() {
+        println!(
+            "SKIP {test}: python3 cannot import {} (scripts/ensure-deps.sh --python installs them into {})",
+            modules.join(", "),
+            python_dir().display()
+        );
+    }
+    p
+}

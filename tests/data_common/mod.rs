@@ -122,11 +122,3 @@ pub fn spec(
     }
 }
 
-/// Whether `python3 -c "import h5py, numpy"` works here.
-pub fn have_h5py() -> bool {
-    Command::new("python3")
-        .args(["-c", "import h5py, numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
