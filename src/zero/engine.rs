@@ -73,11 +73,6 @@ pub struct Engine<'d, B: Backend> {
     collectives: String,
     /// Optimizer steps taken (1-based after the first).
     pub step: u64,
-    /// Steps attempted, skipped ones included.
-    attempts: u64,
-    /// Test hook `ZEROTRAIN_TEST_OVERFLOW=STEP:RANK`: that rank's gradient shard gets an
-    /// infinity at that (1-based) step, as an fp16 overflow would.
-    inject_overflow: Option<(u64, usize)>,
 }
 
 impl<'d, B: Backend> Engine<'d, B> {
@@ -170,11 +165,6 @@ impl<'d, B: Backend> Engine<'d, B> {
             transport_why,
             collectives: cfg.system.collectives.clone(),
             step: 0,
-            attempts: 0,
-            inject_overflow: std::env::var("ZEROTRAIN_TEST_OVERFLOW").ok().and_then(|v| {
-                let (s, r) = v.split_once(':')?;
-                Some((s.trim().parse().ok()?, r.trim().parse().ok()?))
-            }),
         })
     }
 
@@ -270,10 +260,6 @@ impl<'d, B: Backend> Engine<'d, B> {
             .be()
             .sync()
             .map_err(|e| e.context(format!("device error in step {}", self.step + 1)))?;
-        self.attempts += 1;
-        if self.inject_overflow == Some((self.attempts, self.core.rank)) {
-            self.grads.poison(&self.core);
-        }
         let compute_ms = t0.elapsed().as_secs_f64() * 1e3 - self.core.stats.exposed_ms;
         let t1 = Instant::now();
         let (loss, grad_norm, skipped, stop) =

@@ -319,16 +319,6 @@ impl<B: Backend> Grads<B> {
         }
     }
 
-    /// Writes an infinity into this rank's first owned gradient element (test hook for
-    /// the fp16 overflow path).
-    pub fn poison(&mut self, core: &Core<'_, B>) {
-        let at = core.grad_home_range(0).start + core.owned_in_domain(0).start;
-        match &mut self.homes[0] {
-            Home::F32(buf) => core.be().fill(buf, at, 1, f32::INFINITY),
-            Home::Typed(m) => core.be().mem_fill(m, at, 1, f32::INFINITY),
-        }
-    }
-
     /// Unit `u`'s reduced gradients over its optimizer domain as an f32 buffer and the
     /// offset where the domain starts in it: the home itself when it is fp32, else `tmp`,
     /// converted into.
