@@ -192,8 +192,7 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
     let mut written = vec![String::new(); problems.len()];
     // Problems whose prompts have one token length share a batch (one forward per
     // generated token); each prompt starts a line, as in the training stream.
-    let mut by_len: std::collections::BTreeMap<usize, Vec<(usize, Vec<u32>)>> =
-        Default::default();
+    let mut by_len: std::collections::BTreeMap<usize, Vec<(usize, Vec<u32>)>> = Default::default();
     for (i, p) in problems.iter().enumerate() {
         let row = vocab.encode(&format!("\n{}", p.0))?;
         by_len.entry(row.len()).or_default().push((i, row));

@@ -99,7 +99,10 @@ fn merges(tokens: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
                 parts.len()
             ));
         }
-        out.push((tok[parts[0].clone()].to_vec(), tok[parts[1].clone()].to_vec()));
+        out.push((
+            tok[parts[0].clone()].to_vec(),
+            tok[parts[1].clone()].to_vec(),
+        ));
     }
     Ok(out)
 }

@@ -130,7 +130,8 @@ fn check_file(path: &Path, format: ImportFormat, split: Split) -> Result<Input, 
             }
             let mut h = [0u8; 12];
             f.read_exact(&mut h).map_err(|e| DataError::io(path, e))?;
-            let field = |i: usize| i32::from_le_bytes([h[4 * i], h[4 * i + 1], h[4 * i + 2], h[4 * i + 3]]);
+            let field =
+                |i: usize| i32::from_le_bytes([h[4 * i], h[4 * i + 1], h[4 * i + 2], h[4 * i + 3]]);
             let (magic, version, n) = (field(0), field(1), field(2));
             let Some(&(_, want_version, kind)) = LLMC_KINDS.iter().find(|k| k.0 == magic) else {
                 return Err(bad(

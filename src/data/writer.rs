@@ -49,7 +49,11 @@ impl DatasetWriter {
 
     /// Starts a token shard of exactly `count` tokens, written in pieces by
     /// [`TokenShard::write`] (so a large shard never needs to be in memory at once).
-    pub fn begin_tokens(&mut self, split: Split, count: usize) -> Result<TokenShard<'_>, DataError> {
+    pub fn begin_tokens(
+        &mut self,
+        split: Split,
+        count: usize,
+    ) -> Result<TokenShard<'_>, DataError> {
         debug_assert_eq!(self.manifest.kind, Kind::Tokens);
         let file = self.next_name(split);
         let path = self.dir.join(&file);
