@@ -69,10 +69,13 @@ pub fn byte_to_unicode() -> [char; 256] {
     table
 }
 
+/// One BPE merge: the byte strings of its left and right token.
+type Merge = (Vec<u8>, Vec<u8>);
+
 /// The merge that made each multi-byte token, in rank order: `(left, right)` byte
 /// strings. Recovered from the ranks alone: BPE over the token's bytes with only lower
 /// ranks allowed ends in exactly two parts, the pair of its merge.
-fn merges(tokens: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn merges(tokens: &[Vec<u8>]) -> Result<Vec<Merge>, String> {
     let rank: HashMap<&[u8], usize> = tokens
         .iter()
         .enumerate()
