@@ -121,3 +121,4 @@ pub fn spec(
         prefetch: 2,
     }
 }
+
