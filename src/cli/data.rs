@@ -1,5 +1,6 @@
-//! `zerotrain data ...`: prepare, synth, inspect, bench (and a hidden window dump).
+//! `zerotrain data ...`: prepare, import, synth, inspect, bench (and a hidden window dump).
 use crate::config::{DataConfig, DataSource, ModelConfig, ModelKind, Sampling};
+use crate::data::import::{import, ImportFormat, ImportOptions};
 use crate::data::prepare::{prepare, PrepareOptions, Tokenizer};
 use crate::data::synth::{synth, SynthOptions, Task};
 use crate::data::{inspect::inspect, open_sampler, Kind, LoaderSpec, Manifest, Split};
@@ -8,8 +9,10 @@ use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// Tokenise text files (character- or byte-level) into a sharded dataset.
+    /// Tokenise text files (characters, bytes or GPT-2 BPE) into a sharded dataset.
     Prepare(PrepareArgs),
+    /// Import token files of nanoGPT (raw uint16) or llm.c (.bin with a header).
+    Import(ImportArgs),
     /// Generate a seeded synthetic dataset: `addition` (a+b=c lines) or `classify`.
     Synth(SynthArgs),
     /// Show shards, counts and vocabulary; --verify rescans checksums and token ids.
@@ -29,7 +32,8 @@ pub enum DataCommand {
 
 #[derive(Args, Debug)]
 pub struct PrepareArgs {
-    /// Text files, concatenated in order.
+    /// Text files, concatenated in order (gpt2: each file one document, with
+    /// <|endoftext|> between documents).
     #[arg(long, required = true, num_args = 1..)]
     text: Vec<PathBuf>,
     /// Output dataset directory.
@@ -46,6 +50,36 @@ pub struct PrepareArgs {
     /// Fraction of the text, from its end, held out as the val split.
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[arg(long, value_enum)]
+    format: ImportFormat,
+    /// Token files; the files of a split are concatenated in order.
+    #[arg(required = true, num_args = 1..)]
+    files: Vec<PathBuf>,
+    /// Output dataset directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Split of every file (default: from each file name, `train` or `val` in it).
+    #[arg(long, value_enum)]
+    split: Option<SplitArg>,
+    /// Train shards.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// Val shards.
+    #[arg(long, default_value_t = 1)]
+    val_shards: usize,
+    /// Token ids must be below it (default: the tokenizer's, 50257 for GPT-2).
+    #[arg(long)]
+    vocab_size: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SplitArg {
+    Train,
+    Val,
 }
 
 #[derive(Args, Debug)]
@@ -238,6 +272,22 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             })?;
             print!("{}", inspect(&a.out, false)?);
             log::info!("prepared {} shards", m.shards.len());
+            Ok(())
+        }
+        DataCommand::Import(a) => {
+            import(&ImportOptions {
+                files: a.files,
+                out: a.out.clone(),
+                format: a.format,
+                split: a.split.map(|s| match s {
+                    SplitArg::Train => Split::Train,
+                    SplitArg::Val => Split::Val,
+                }),
+                shards: a.shards,
+                val_shards: a.val_shards,
+                vocab_size: a.vocab_size,
+            })?;
+            print!("{}", inspect(&a.out, false)?);
             Ok(())
         }
         DataCommand::Synth(a) => {

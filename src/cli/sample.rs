@@ -6,10 +6,10 @@
 //! models this runs on CPU are small).
 use crate::checkpoint::load_full_params;
 use crate::config::{ModelConfig, ModelKind};
-use crate::data::{addition_answer_as_read, addition_val_problems, Batch, Manifest};
+use crate::data::{addition_answer_as_read, addition_val_problems, Batch, Manifest, Vocab};
 use crate::device::{Backend, Cpu};
 use crate::model::{build_model, Model};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub struct SampleArgs {
     /// Checkpoint: a step directory, or a checkpoint dir with `latest`.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Dataset directory whose manifest holds the vocabulary (character tokens).
+    /// Dataset directory whose manifest names the vocabulary (chars, bytes or gpt2).
     #[arg(long)]
     pub data: PathBuf,
     /// Text to continue.
@@ -38,44 +38,6 @@ pub struct SampleArgs {
     /// dataset; prints the exact-match accuracy.
     #[arg(long, value_name = "N")]
     pub eval_addition: Option<usize>,
-}
-
-/// Character vocabulary of a dataset: token id ↔ string.
-struct Vocab {
-    tokens: Vec<String>,
-}
-
-impl Vocab {
-    fn load(dir: &Path) -> anyhow::Result<Vocab> {
-        let m = Manifest::load(dir)?;
-        let tokens = m.vocab.with_context(|| {
-            format!(
-                "{}: the manifest has no character vocabulary to sample with",
-                dir.display()
-            )
-        })?;
-        Ok(Vocab { tokens })
-    }
-    fn encode(&self, text: &str) -> anyhow::Result<Vec<u32>> {
-        text.chars()
-            .map(|c| {
-                let s = c.to_string();
-                self.tokens
-                    .iter()
-                    .position(|t| *t == s)
-                    .map(|i| i as u32)
-                    .with_context(|| {
-                        format!("prompt character {c:?} is not in the dataset's vocabulary")
-                    })
-            })
-            .collect()
-    }
-    fn decode(&self, id: u32) -> &str {
-        self.tokens
-            .get(id as usize)
-            .map(String::as_str)
-            .unwrap_or("?")
-    }
 }
 
 /// A GPT loaded from a checkpoint, ready for forward passes of up to `max_batch` rows.
@@ -207,8 +169,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     let mut gen = Generator::load(&args.checkpoint, 1)?;
     let mut rows = vec![prompt];
     gen.generate(&mut rows, args.max_new, args.temperature, None, &mut rng)?;
-    let text: String = rows[0].iter().map(|&t| vocab.decode(t)).collect();
-    println!("{text}");
+    println!("{}", vocab.decode(&rows[0]));
     Ok(())
 }
 
@@ -223,36 +184,38 @@ fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<(
     let reverse_sum = Manifest::load(&args.data)?.reverse_sum.unwrap_or(false);
     const BATCH: usize = 64;
     let mut gen = Generator::load(&args.checkpoint, BATCH)?;
-    let newline = vocab.encode("\n")?[0];
+    let Some(&newline) = vocab.encode("\n")?.first() else {
+        bail!("the vocabulary cannot encode a newline");
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     // What the model wrote after each prompt, in problem order.
     let mut written = vec![String::new(); problems.len()];
-    // Problems of equal prompt length share a batch (one forward per generated token).
-    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    // Problems whose prompts have one token length share a batch (one forward per
+    // generated token); each prompt starts a line, as in the training stream.
+    let mut by_len: std::collections::BTreeMap<usize, Vec<(usize, Vec<u32>)>> = Default::default();
     for (i, p) in problems.iter().enumerate() {
-        by_len.entry(p.0.chars().count()).or_default().push(i);
+        let row = vocab.encode(&format!("\n{}", p.0))?;
+        by_len.entry(row.len()).or_default().push((i, row));
     }
     for group in by_len.values() {
         for chunk in group.chunks(BATCH) {
-            // Each prompt starts a line, as in the training stream.
-            let mut rows = chunk
-                .iter()
-                .map(|&i| vocab.encode(&format!("\n{}", problems[i].0)))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
+            let mut rows: Vec<Vec<u32>> = chunk.iter().map(|(_, r)| r.clone()).collect();
+            let len = rows[0].len();
+            // One token per character at most, and the newline.
             let max_answer = chunk
                 .iter()
-                .map(|&i| problems[i].1.chars().count())
+                .map(|(i, _)| problems[*i].1.chars().count())
                 .max()
                 .unwrap_or(1)
                 + 1;
             gen.generate(&mut rows, max_answer, 0.0, Some(newline), &mut rng)?;
-            for ((row, len), &i) in rows.iter().zip(&lens).zip(chunk) {
-                written[i] = row[*len..]
+            for (row, (i, _)) in rows.iter().zip(chunk) {
+                let answer: Vec<u32> = row[len..]
                     .iter()
                     .take_while(|&&t| t != newline)
-                    .map(|&t| vocab.decode(t))
+                    .copied()
                     .collect();
+                written[*i] = vocab.decode(&answer);
             }
         }
     }

@@ -1,7 +1,9 @@
-//! `zerotrain data prepare`: text files to a token dataset, character- or byte-level.
+//! `zerotrain data prepare`: text files to a token dataset: characters, bytes, or GPT-2
+//! BPE (each file one document, `<|endoftext|>` between documents).
 //! Split as nanoGPT's shakespeare_char: the first (1 - f) of the tokens are train, the
 //! last f are val; train is cut into K contiguous shards, val into `val_shards`.
 use super::error::DataError;
+use super::gpt2_bpe;
 use super::manifest::{Kind, Manifest, Split};
 use super::writer::{even_ranges, DatasetWriter};
 use anyhow::{bail, Result};
@@ -15,6 +17,8 @@ pub enum Tokenizer {
     Chars,
     /// Vocabulary = the 256 byte values.
     Bytes,
+    /// GPT-2 BPE (50,257 ids); each file is one document, `<|endoftext|>` between them.
+    Gpt2,
 }
 
 /// Options of `data prepare`.
@@ -72,7 +76,8 @@ pub(crate) fn write_token_splits(
     Ok(w.finish()?)
 }
 
-/// Tokenises the texts (concatenated in order) and writes the dataset to `out`.
+/// Tokenises the texts (concatenated in order) and writes the dataset to `out`; gpt2
+/// also writes the Hugging Face tokenizer files (`gpt2_bpe::write_hf_files`).
 pub fn prepare(o: &PrepareOptions) -> Result<Manifest> {
     if o.texts.is_empty() {
         bail!("data prepare: give at least one --text FILE");
@@ -83,29 +88,42 @@ pub fn prepare(o: &PrepareOptions) -> Result<Manifest> {
     if o.shards == 0 || o.val_shards == 0 {
         bail!("--shards and --val-shards must be at least 1");
     }
-    let mut bytes = Vec::new();
+    // Each file's bytes, in order (one document per file).
+    let mut docs = Vec::with_capacity(o.texts.len());
     for p in &o.texts {
         let b = std::fs::read(p).map_err(|e| DataError::io(p, e))?;
-        if o.tokenizer == Tokenizer::Chars && std::str::from_utf8(&b).is_err() {
+        if o.tokenizer != Tokenizer::Bytes && std::str::from_utf8(&b).is_err() {
             bail!("{}: not UTF-8 text; use --tokenizer bytes", p.display());
         }
-        bytes.extend_from_slice(&b);
+        docs.push(b);
     }
     let mut m = Manifest::new(Kind::Tokens);
     let tokens: Vec<u32> = match o.tokenizer {
         Tokenizer::Bytes => {
             m.tokenizer = Some("bytes".into());
             m.vocab_size = 256;
-            bytes.iter().map(|&b| b as u32).collect()
+            docs.iter().flatten().map(|&b| b as u32).collect()
         }
         Tokenizer::Chars => {
             // Each file was checked to be UTF-8, so their concatenation is too.
-            let text = String::from_utf8_lossy(&bytes);
+            let text = String::from_utf8_lossy(&docs.concat()).into_owned();
             let vocab = char_vocab(text.chars());
             m.tokenizer = Some("chars".into());
             m.vocab_size = vocab.len();
             m.vocab = Some(vocab.iter().map(|c| c.to_string()).collect());
             encode_chars(&text, &vocab).unwrap_or_default()
+        }
+        Tokenizer::Gpt2 => {
+            m.tokenizer = Some("gpt2".into());
+            m.vocab_size = gpt2_bpe::VOCAB_SIZE;
+            let mut ids = Vec::new();
+            for (i, d) in docs.iter().enumerate() {
+                if i > 0 {
+                    ids.push(gpt2_bpe::EOT);
+                }
+                ids.extend(gpt2_bpe::encode(&String::from_utf8_lossy(d)));
+            }
+            ids
         }
     };
     let n = tokens.len();
@@ -118,5 +136,8 @@ pub fn prepare(o: &PrepareOptions) -> Result<Manifest> {
     }
     let (train, val) = tokens.split_at(n_train);
     let w = DatasetWriter::new(&o.out, m)?;
+    if o.tokenizer == Tokenizer::Gpt2 {
+        gpt2_bpe::write_hf_files(&o.out)?;
+    }
     write_token_splits(w, train, val, o.shards, o.val_shards)
 }

@@ -42,23 +42,42 @@ impl DatasetWriter {
 
     /// Writes a token shard (`tokens`, uint16 or uint32 by vocabulary size).
     pub fn add_tokens(&mut self, split: Split, tokens: &[u32]) -> Result<(), DataError> {
+        let mut s = self.begin_tokens(split, tokens.len())?;
+        s.write(tokens)?;
+        s.finish()
+    }
+
+    /// Starts a token shard of exactly `count` tokens, written in pieces by
+    /// [`TokenShard::write`] (so a large shard never needs to be in memory at once).
+    pub fn begin_tokens(
+        &mut self,
+        split: Split,
+        count: usize,
+    ) -> Result<TokenShard<'_>, DataError> {
         debug_assert_eq!(self.manifest.kind, Kind::Tokens);
         let file = self.next_name(split);
         let path = self.dir.join(&file);
         let dtype = IntType::for_ids(self.manifest.vocab_size);
         let f = h5file::create(&path).map_err(|e| h5err(&path, e))?;
         let b = f.new_dataset_builder();
-        let r = if dtype == IntType::Uint16 {
-            let v: Vec<u16> = tokens.iter().map(|&t| t as u16).collect();
-            b.with_data(&v[..]).create("tokens").map(|_| ())
+        let ds = if dtype == IntType::Uint16 {
+            b.empty::<u16>().shape(count).create("tokens")
         } else {
-            b.with_data(tokens).create("tokens").map(|_| ())
-        };
-        r.map_err(|e| h5err(&path, e))?;
-        let mut crc = crc32fast::Hasher::new();
-        crc_ids(tokens, dtype, &mut crc);
-        self.push(file, split, tokens.len(), dtype, crc.finalize());
-        Ok(())
+            b.empty::<u32>().shape(count).create("tokens")
+        }
+        .map_err(|e| h5err(&path, e))?;
+        Ok(TokenShard {
+            writer: self,
+            file,
+            path,
+            split,
+            dtype,
+            ds,
+            h5: f,
+            count,
+            written: 0,
+            crc: crc32fast::Hasher::new(),
+        })
     }
 
     /// Writes a classification shard: `x` (n, d) float32 row-major, `y` (n).
@@ -107,6 +126,64 @@ impl DatasetWriter {
     pub fn finish(self) -> Result<Manifest, DataError> {
         self.manifest.save(&self.dir)?;
         Ok(self.manifest)
+    }
+}
+
+/// A token shard being written: `tokens` is a 1-D dataset of `count` elements of
+/// `dtype`, filled front to back; the CRC is accumulated over the same values.
+pub struct TokenShard<'a> {
+    writer: &'a mut DatasetWriter,
+    file: String,
+    path: PathBuf,
+    split: Split,
+    dtype: IntType,
+    ds: hdf5::Dataset,
+    /// Held open until the shard is finished (the dataset first, then the file).
+    h5: hdf5::File,
+    count: usize,
+    written: usize,
+    crc: crc32fast::Hasher,
+}
+
+impl TokenShard<'_> {
+    /// Appends `tokens` (ids below the vocabulary size) after those written so far.
+    pub fn write(&mut self, tokens: &[u32]) -> Result<(), DataError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let (a, b) = (self.written, self.written + tokens.len());
+        if b > self.count {
+            return Err(DataError::shard(
+                &self.path,
+                format!("{b} tokens written to a shard of {}", self.count),
+            ));
+        }
+        let r = if self.dtype == IntType::Uint16 {
+            let v: Vec<u16> = tokens.iter().map(|&t| t as u16).collect();
+            self.ds.write_slice(&v[..], a..b)
+        } else {
+            self.ds.write_slice(tokens, a..b)
+        };
+        r.map_err(|e| h5err(&self.path, e))?;
+        crc_ids(tokens, self.dtype, &mut self.crc);
+        self.written = b;
+        Ok(())
+    }
+
+    /// Closes the shard and adds its manifest entry (all `count` tokens must be written).
+    pub fn finish(self) -> Result<(), DataError> {
+        if self.written != self.count {
+            return Err(DataError::shard(
+                &self.path,
+                format!("{} of {} tokens written", self.written, self.count),
+            ));
+        }
+        let crc = self.crc.finalize();
+        drop(self.ds);
+        drop(self.h5);
+        self.writer
+            .push(self.file, self.split, self.count, self.dtype, crc);
+        Ok(())
     }
 }
 
