@@ -18,6 +18,7 @@ mod save;
 mod saver;
 mod share;
 mod tools;
+pub mod hf;
 
 pub use error::CkptError;
 pub use load::{resume, Resumed};
