@@ -5,6 +5,7 @@
 //! files (the tensor's range of its unit, as `consolidate` reads) only when the
 //! serializer writes it, so memory stays near the largest tensor, never the model.
 use super::dtype::{encode, to_st};
+use super::tokenizer::export_tokenizer;
 use super::names::{hf_name, ConfigJson, CONFIG_FILE, INDEX_FILE, SINGLE_FILE};
 use crate::checkpoint::Checkpoint;
 use crate::config::ModelKind;
@@ -26,6 +27,8 @@ pub struct ExportOptions {
     /// Largest tensor bytes in one file (transformers' `max_shard_size`); a single
     /// tensor larger than this gets a file of its own.
     pub max_shard_bytes: u64,
+    /// The training dataset, for its tokenizer files (`tokenizer.rs`).
+    pub data: Option<PathBuf>,
 }
 
 /// What [`export_hf`] wrote.
@@ -35,6 +38,8 @@ pub struct Exported {
     pub tensors: usize,
     pub parameters: usize,
     pub step: u64,
+    /// Why no tokenizer was exported from `data`, when it was not.
+    pub note: Option<String>,
 }
 
 /// One tensor to write: where it lives in the checkpoint.
@@ -103,6 +108,16 @@ pub fn export_hf(ckpt: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Resul
     let specs = unit_specs(&model);
     ck.meta.check_model(&ck.dir, &specs)?;
     prepare_out(out)?;
+    // The tokenizer first: a dataset that names gpt2 but lacks its files fails before
+    // any weights are written.
+    let mut files = Vec::new();
+    let mut note = None;
+    if let Some(data) = &opts.data {
+        match export_tokenizer(data, out, model.ctx)? {
+            Ok(f) => files.extend(f),
+            Err(why) => note = Some(why),
+        }
+    }
     let planned: Vec<Planned> = specs
         .iter()
         .enumerate()
@@ -123,7 +138,6 @@ pub fn export_hf(ckpt: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Resul
         dtype: opts.dtype,
         error: None,
     });
-    let mut files = Vec::new();
     let mut weight_map = BTreeMap::new();
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     for (i, shard) in shards.iter().enumerate() {
@@ -147,6 +161,10 @@ pub fn export_hf(ckpt: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Resul
             let _ = std::fs::remove_file(&path);
             return Err(e.context(format!("{}: reading the checkpoint", path.display())));
         }
+        // The serializer's temporary file is private (0600); a model is for sharing.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("{}: setting permissions", path.display()))?;
         for &k in shard {
             weight_map.insert(planned[k].name.clone(), name.clone());
         }
@@ -173,6 +191,7 @@ pub fn export_hf(ckpt: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Resul
         tensors: planned.len(),
         parameters: planned.iter().map(|t| t.range.len()).sum(),
         step,
+        note,
     })
 }
 
