@@ -5,6 +5,7 @@
 //! Layout: `<dir>/step-00000020/{meta.json, rank-00000.h5, ...}` and `<dir>/latest`.
 mod error;
 mod fsio;
+pub mod hf;
 mod json_path;
 mod load;
 mod lock;
@@ -18,7 +19,6 @@ mod save;
 mod saver;
 mod share;
 mod tools;
-pub mod hf;
 
 pub use error::CkptError;
 pub use load::{resume, Resumed};

@@ -77,7 +77,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "KIB" => 1 << 10,
         "MIB" => 1 << 20,
         "GIB" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?}: use KB, MB, GB, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}: use KB, MB, GB, KiB, MiB or GiB"
+            ))
+        }
     };
     match n.checked_mul(mult) {
         Some(0) => Err("must be above 0".into()),

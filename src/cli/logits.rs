@@ -33,7 +33,6 @@ pub fn run(a: LogitsArgs) -> anyhow::Result<()> {
     let logits = all_logits(&mut gen, &rows)?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::json!({ "logits": logits })).context("writing stdout")
-
 }
 
 fn parse_row(text: &str) -> anyhow::Result<Vec<u32>> {

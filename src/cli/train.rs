@@ -188,7 +188,14 @@ pub(crate) fn build_engine<'d, B: Backend + 'static>(
         Some(dir) => {
             let hf = checkpoint::hf::HfInit::open(dir, &cfg.model)?;
             let mut init = |u: usize| hf.unit(u);
-            Engine::with_init(dist.world(), dist.world(), backend, model, cfg, Some(&mut init))
+            Engine::with_init(
+                dist.world(),
+                dist.world(),
+                backend,
+                model,
+                cfg,
+                Some(&mut init),
+            )
         }
         None => Engine::new(dist.world(), dist.world(), backend, model, cfg),
     }

@@ -5,8 +5,8 @@
 //! files (the tensor's range of its unit, as `consolidate` reads) only when the
 //! serializer writes it, so memory stays near the largest tensor, never the model.
 use super::dtype::{encode, to_st};
-use super::tokenizer::export_tokenizer;
 use super::names::{hf_name, ConfigJson, CONFIG_FILE, INDEX_FILE, SINGLE_FILE};
+use super::tokenizer::export_tokenizer;
 use crate::checkpoint::Checkpoint;
 use crate::config::ModelKind;
 use crate::dtype::DType;
@@ -80,7 +80,8 @@ impl View for Lazy<'_> {
             Ok(piece) => Cow::Owned(encode(&piece.master, s.dtype)),
             Err(e) => {
                 if s.error.is_none() {
-                    s.error = Some(anyhow::Error::new(e).context(format!("tensor {}", self.t.name)));
+                    s.error =
+                        Some(anyhow::Error::new(e).context(format!("tensor {}", self.t.name)));
                 }
                 Cow::Owned(vec![0; self.data_len()])
             }

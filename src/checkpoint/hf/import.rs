@@ -249,7 +249,10 @@ fn file_names(dir: &Path) -> anyhow::Result<Vec<String>> {
         names.sort();
         names.dedup();
         if let Some(bad) = names.iter().find(|n| n.contains('/') || n.contains("..")) {
-            bail!("{}: names a file outside the directory: {bad}", index.display());
+            bail!(
+                "{}: names a file outside the directory: {bad}",
+                index.display()
+            );
         }
         return Ok(names);
     }
@@ -265,12 +268,16 @@ fn check_config_json(dir: &Path, model: &ModelConfig) -> anyhow::Result<()> {
     if !path.is_file() {
         return Ok(());
     }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let c: ConfigJson = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a GPT-2 config", path.display()))?;
     if c.model_type != "gpt2" {
-        bail!("{}: model_type is {:?}, not \"gpt2\"", path.display(), c.model_type);
+        bail!(
+            "{}: model_type is {:?}, not \"gpt2\"",
+            path.display(),
+            c.model_type
+        );
     }
     if let Some(why) = c.mismatch(model) {
         bail!("{}: {why}", path.display());

@@ -102,8 +102,11 @@ pub struct ConfigJson {
 fn gelu_new() -> String {
     "gelu_new".into()
 }
+/// LayerNorm's epsilon in zerotrain's kernels (`device/cpu/norm.rs`, `cuda/kernels/norm.cu`),
+/// as the decimal it is written as (1e-5, not the f32's 9.99999974e-6 widened).
 fn ln_eps() -> f64 {
-    1e-5
+    let eps = crate::device::LAYERNORM_EPS;
+    eps.to_string().parse().unwrap_or(eps as f64)
 }
 fn yes() -> bool {
     true
@@ -111,9 +114,6 @@ fn yes() -> bool {
 fn init_range() -> f64 {
     0.02
 }
-
-/// LayerNorm's epsilon in zerotrain's kernels (`device/cpu/norm.rs`, `cuda/kernels/norm.cu`).
-const LN_EPS: f64 = crate::device::LAYERNORM_EPS as f64;
 
 impl ConfigJson {
     /// The config of GPT `m` stored as `dtype`.
@@ -130,7 +130,7 @@ impl ConfigJson {
             vocab_size: m.vocab,
             n_inner: None,
             activation_function: gelu_new(),
-            layer_norm_epsilon: LN_EPS,
+            layer_norm_epsilon: ln_eps(),
             tie_word_embeddings: true,
             scale_attn_weights: true,
             scale_attn_by_inverse_layer_idx: false,
@@ -177,10 +177,11 @@ impl ConfigJson {
                 self.activation_function
             ));
         }
-        if (self.layer_norm_epsilon - LN_EPS).abs() > 1e-12 {
+        if (self.layer_norm_epsilon - ln_eps()).abs() > 1e-12 {
             return Some(format!(
-                "layer_norm_epsilon is {}, zerotrain's LayerNorm uses {LN_EPS}",
-                self.layer_norm_epsilon
+                "layer_norm_epsilon is {}, zerotrain's LayerNorm uses {}",
+                self.layer_norm_epsilon,
+                ln_eps()
             ));
         }
         let flags = [
@@ -217,11 +218,20 @@ mod tests {
     #[test]
     fn names_with_and_without_prefix() {
         assert_eq!(hf_name("wte.weight"), "transformer.wte.weight");
-        assert_eq!(classify("transformer.h.0.ln_1.weight"), Stored::Param("h.0.ln_1.weight"));
-        assert_eq!(classify("h.0.ln_1.weight"), Stored::Param("h.0.ln_1.weight"));
+        assert_eq!(
+            classify("transformer.h.0.ln_1.weight"),
+            Stored::Param("h.0.ln_1.weight")
+        );
+        assert_eq!(
+            classify("h.0.ln_1.weight"),
+            Stored::Param("h.0.ln_1.weight")
+        );
         assert_eq!(classify("h.3.attn.bias"), Stored::Buffer);
         assert_eq!(classify("transformer.h.3.attn.masked_bias"), Stored::Buffer);
-        assert_eq!(classify("h.3.attn.c_attn.bias"), Stored::Param("h.3.attn.c_attn.bias"));
+        assert_eq!(
+            classify("h.3.attn.c_attn.bias"),
+            Stored::Param("h.3.attn.c_attn.bias")
+        );
         assert_eq!(classify("lm_head.weight"), Stored::LmHead);
     }
 
@@ -235,6 +245,9 @@ mod tests {
         let mut other = m.clone();
         other.d_model = 64;
         let why = back.mismatch(&other).unwrap();
-        assert!(why.contains("n_embd is 32, the config's model.d_model is 64"), "{why}");
+        assert!(
+            why.contains("n_embd is 32, the config's model.d_model is 64"),
+            "{why}"
+        );
     }
 }
