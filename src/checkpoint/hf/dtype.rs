@@ -46,7 +46,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_rounds_like_training() {
-        let v = [1.0f32, -0.1, 3.1415927, 65504.0, 1e-8];
+        let v = [1.0f32, -0.1, 2.7182817, 65504.0, 1e-8];
         for d in [DType::Fp32, DType::Bf16, DType::Fp16] {
             let b = encode(&v, d);
             assert_eq!(b.len(), v.len() * d.bytes());
