@@ -112,6 +112,17 @@ fn round_trip_through_model_init_is_bit_identical_at_another_world_and_stage() {
         std::fs::read(&fa).unwrap(),
         std::fs::read(c.join("model.safetensors")).unwrap()
     );
+    // bf16 stored tensors widen to f32 exactly, so a bf16 export of a run started from
+    // a bf16 export is the same file (2 ranks, stage 3).
+    let h = tmp.path().join("half");
+    export(trained(), &h, &["--dtype", "bf16"]);
+    let ck = train_from(&h, 2, 3, tmp.path());
+    let h2 = tmp.path().join("half2");
+    export(&ck, &h2, &["--dtype", "bf16"]);
+    assert_eq!(
+        std::fs::read(h.join("model.safetensors")).unwrap(),
+        std::fs::read(h2.join("model.safetensors")).unwrap()
+    );
 }
 
 #[test]
@@ -369,6 +380,20 @@ fn bad_inputs_are_clear_errors() {
     fails_on_every_rank(
         &format!("hf:{}", bad.display()),
         "h.0.attn.c_attn.weight has shape [32, 64], the config's model (n_layer 2, d_model 32, ctx 16, vocab 64) needs [32, 96]",
+    );
+    // An LM head that is not the token embedding (zerotrain ties them).
+    let head = vec![0u8; 64 * 32 * 4];
+    let mut views = st.tensors();
+    views.push((
+        "lm_head.weight".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64, 32], &head).unwrap(),
+    ));
+    let untied = tmp.path().join("untied");
+    std::fs::create_dir(&untied).unwrap();
+    safetensors::serialize_to_file(views, None, &untied.join("model.safetensors")).unwrap();
+    fails_on_every_rank(
+        &format!("hf:{}", untied.display()),
+        "lm_head.weight differs from wte.weight",
     );
     // config.json describing another model.
     std::fs::copy(good.join("config.json"), bad.join("config.json")).unwrap();
