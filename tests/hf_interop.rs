@@ -112,6 +112,36 @@ fn round_trip_through_model_init_is_bit_identical_at_another_world_and_stage() {
         std::fs::read(&fa).unwrap(),
         std::fs::read(c.join("model.safetensors")).unwrap()
     );
+    // As GPT-2's own hub files: names without the prefix, the causal-mask buffers, and
+    // an lm_head.weight equal to wte.weight.
+    let bytes = std::fs::read(&fa).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mask = vec![0u8; 16 * 16 * 4];
+    let mut views: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n.trim_start_matches("transformer.").to_string(), v))
+        .collect();
+    let wte = st.tensor("transformer.wte.weight").unwrap();
+    views.push(("lm_head.weight".into(), wte));
+    for l in 0..2 {
+        let buf = safetensors::tensor::TensorView::new(
+            safetensors::Dtype::F32,
+            vec![1, 1, 16, 16],
+            &mask,
+        );
+        views.push((format!("h.{l}.attn.bias"), buf.unwrap()));
+    }
+    let hub = tmp.path().join("hub");
+    std::fs::create_dir(&hub).unwrap();
+    safetensors::serialize_to_file(views, None, &hub.join("model.safetensors")).unwrap();
+    let ck = train_from(&hub, 1, 1, tmp.path());
+    let d = tmp.path().join("d");
+    export(&ck, &d, &[]);
+    assert_eq!(
+        std::fs::read(&fa).unwrap(),
+        std::fs::read(d.join("model.safetensors")).unwrap()
+    );
     // bf16 stored tensors widen to f32 exactly, so a bf16 export of a run started from
     // a bf16 export is the same file (2 ranks, stage 3).
     let h = tmp.path().join("half");
