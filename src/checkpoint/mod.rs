@@ -5,6 +5,7 @@
 //! Layout: `<dir>/step-00000020/{meta.json, rank-00000.h5, ...}` and `<dir>/latest`.
 mod error;
 mod fsio;
+pub mod hf;
 mod json_path;
 mod load;
 mod lock;

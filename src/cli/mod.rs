@@ -8,6 +8,8 @@ pub mod config_show;
 pub mod data;
 mod divergence;
 pub mod estimate;
+pub mod export;
+pub mod logits;
 pub mod report;
 pub mod sample;
 pub mod stop;
@@ -46,6 +48,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: data::DataCommand,
     },
+    /// A checkpoint in another framework's format: --format hf (Hugging Face GPT-2).
+    Export(export::ExportArgs),
+    /// Logits of given token ids from a GPT checkpoint, as JSON (for comparing with
+    /// other implementations).
+    Logits(logits::LogitsArgs),
     /// Checkpoints: inspect, verify, consolidate into one HDF5 file.
     Ckpt {
         #[command(subcommand)]
@@ -81,6 +88,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Bench { what } => bench::run(what),
         Command::Data { cmd } => data::run(cmd),
         Command::Ckpt { cmd } => ckpt::run(cmd),
+        Command::Export(a) => export::run(a),
+        Command::Logits(a) => logits::run(a),
     };
     match result {
         Ok(()) => 0,

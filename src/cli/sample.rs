@@ -41,14 +41,14 @@ pub struct SampleArgs {
 }
 
 /// A GPT loaded from a checkpoint, ready for forward passes of up to `max_batch` rows.
-struct Generator {
-    model: Box<dyn Model<Cpu>>,
-    params: Vec<<Cpu as Backend>::Buf>,
-    cfg: ModelConfig,
+pub(super) struct Generator {
+    pub(super) model: Box<dyn Model<Cpu>>,
+    pub(super) params: Vec<<Cpu as Backend>::Buf>,
+    pub(super) cfg: ModelConfig,
 }
 
 impl Generator {
-    fn load(checkpoint: &Path, max_batch: usize) -> anyhow::Result<Generator> {
+    pub(super) fn load(checkpoint: &Path, max_batch: usize) -> anyhow::Result<Generator> {
         let (cfg, units) = load_full_params(checkpoint)?;
         if cfg.kind != ModelKind::Gpt {
             bail!(

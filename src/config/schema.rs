@@ -39,6 +39,10 @@ pub struct ModelConfig {
     pub inputs: usize,
     pub hidden: Vec<usize>,
     pub classes: usize,
+    /// Initial parameters: `""` seeded (`train.seed`), or `"hf:DIR"` a Hugging Face GPT-2
+    /// directory (`model.safetensors` or sharded with its index; `checkpoint/hf/import.rs`).
+    /// A resumed run (`checkpoint.resume` finding a checkpoint) does not read it.
+    pub init: String,
 }
 
 impl Default for ModelConfig {
@@ -53,6 +57,7 @@ impl Default for ModelConfig {
             inputs: 16,
             hidden: vec![32],
             classes: 4,
+            init: String::new(),
         }
     }
 }
@@ -423,6 +428,32 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// `init` is `""` or `"hf:DIR"` with a directory, on a GPT.
+    fn check_init(&self, file: &str) -> Result<(), ConfigError> {
+        if self.init.is_empty() {
+            return Ok(());
+        }
+        match self.init.strip_prefix("hf:") {
+            None => Err(invalid(
+                file,
+                "model.init",
+                format!(
+                    "{:?} is not an initialisation: use \"\" (seeded) or \"hf:DIR\" (a Hugging Face GPT-2 directory)",
+                    self.init
+                ),
+            )),
+            Some("") => Err(invalid(file, "model.init", "\"hf:\" names no directory")),
+            Some(_) if self.kind != ModelKind::Gpt => Err(invalid(
+                file,
+                "model.init",
+                "Hugging Face weights initialise GPT models only (model.kind = \"gpt\")",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 impl Config {
     /// Checks that need no knowledge of the world size.
     pub(super) fn validate_static(&self, file: &str) -> Result<(), ConfigError> {
@@ -436,6 +467,7 @@ impl Config {
             ));
         }
         m.check(file)?;
+        m.check_init(file)?;
         if t.micro_batch == 0 {
             return Err(invalid(file, "train.micro_batch", "must be at least 1"));
         }

@@ -26,6 +26,8 @@ mod transfers;
 pub use cpu::{check_blas_room, Cpu, CpuBuf, CpuIds, CpuMem};
 pub use gemm::Gemm;
 pub use store::Store;
+/// LayerNorm's variance epsilon in every backend's kernels (GPT-2's and PyTorch's).
+pub const LAYERNORM_EPS: f32 = cpu::LAYERNORM_EPS;
 pub use transfers::{TransferCounter, Transfers};
 
 use crate::config::DType;

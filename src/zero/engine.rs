@@ -85,6 +85,20 @@ impl<'d, B: Backend> Engine<'d, B> {
         model: Box<dyn Model<B>>,
         cfg: &Config,
     ) -> anyhow::Result<Self> {
+        Self::with_init(dp, shard, backend, model, cfg, None)
+    }
+
+    /// As [`Engine::new`], with unit u's initial values (`units()[u].numel`, canonical
+    /// order, identical on every rank) from `init(u)` instead of the seeded
+    /// `Model::init_unit` (e.g. `model.init = "hf:DIR"`). No collective.
+    pub fn with_init(
+        dp: &'d Group,
+        shard: &'d Group,
+        backend: Arc<B>,
+        model: Box<dyn Model<B>>,
+        cfg: &Config,
+        mut init: Option<&mut dyn FnMut(usize) -> anyhow::Result<Vec<f32>>>,
+    ) -> anyhow::Result<Self> {
         if shard.size() != dp.size() {
             anyhow::bail!(
                 "sharding over group {} ({} ranks) within data-parallel group {} ({} ranks) is not built yet: the shard group must be the data-parallel group",
@@ -137,7 +151,16 @@ impl<'d, B: Backend> Engine<'d, B> {
         let mut params = Params::new(specs.len(), cfg.zero.prefetch);
         let mut opt = ShardedOptimizer::new(&core, UpdateRule::from_config(&cfg.train))?;
         for (u, l) in core.layout.units.iter().enumerate() {
-            let init = model.init_unit(u, cfg.train.seed);
+            let init = match init.as_mut() {
+                Some(f) => f(u)?,
+                None => model.init_unit(u, cfg.train.seed),
+            };
+            anyhow::ensure!(
+                init.len() == l.numel,
+                "internal error: unit {u}'s initial values have {} elements, the unit {}",
+                init.len(),
+                l.numel
+            );
             let mut full = vec![0.0f32; l.padded];
             full[..l.numel].copy_from_slice(&init[..l.numel]);
             params.push_unit(&core, &full)?;

@@ -12,6 +12,7 @@
 //! `sync` reports (downloads wait for queued work, as a CUDA copy to the host does).
 mod blas;
 pub use blas::check_room as check_blas_room;
+pub use norm::EPS as LAYERNORM_EPS;
 mod elementwise;
 mod embed;
 mod heads;
