@@ -99,12 +99,28 @@ fn gpt2_ids_equal_hugging_face_and_tiktoken() {
     let docs = [shakespeare(), tricky];
     prepare_gpt2(&[&docs[0], &docs[1]], &ds);
     let ours: Vec<u32> = tokens(&ds, Split::Train);
-    // Hugging Face from the files prepare wrote (both ways of loading them), and
-    // tiktoken (when installed) built from the same vocab.json: documents joined by 50256.
+    // What a user hands to Hugging Face: a model trained on the dataset, exported with
+    // its tokenizer.
+    let ck = train_small(&ds, 50304, tmp.path(), false);
+    let hf = tmp.path().join("hf");
+    zt_ok(&[
+        "export",
+        "--checkpoint",
+        &ck,
+        "--format",
+        "hf",
+        "--out",
+        s(&hf),
+        "--data",
+        s(&ds),
+    ]);
+    // Hugging Face from the files prepare wrote, by name, and from the export directory
+    // (`from_pretrained`), and tiktoken (when installed) built from the same vocab.json:
+    // documents joined by 50256.
     let script = r#"
 import json, sys
 from transformers import GPT2TokenizerFast
-d, docs = sys.argv[1], sys.argv[2:]
+d, exported, docs = sys.argv[1], sys.argv[2], sys.argv[3:]
 texts = [open(p, encoding="utf-8").read() for p in docs]
 def joined(enc):
     out = []
@@ -118,7 +134,7 @@ files = (dict(vocab=d + "/vocab.json", merges=d + "/merges.txt")
          else dict(vocab_file=d + "/vocab.json", merges_file=d + "/merges.txt"))
 a = GPT2TokenizerFast(**files)
 assert len(a) == 50257, len(a)
-b = GPT2TokenizerFast.from_pretrained(d)
+b = GPT2TokenizerFast.from_pretrained(exported)
 res = {"hf": joined(lambda t: a(t)["input_ids"]), "hf_dir": joined(lambda t: b(t)["input_ids"]),
        "decoded": a.decode(joined(lambda t: a(t)["input_ids"]))}
 try:
@@ -142,6 +158,7 @@ print(json.dumps(res))
         .arg("-c")
         .arg(script)
         .arg(s(&ds))
+        .arg(s(&hf))
         .args(docs.iter().map(|p| s(p)))
         .output()
         .unwrap();
@@ -168,7 +185,7 @@ print(json.dumps(res))
     assert_eq!(
         ids("hf_dir"),
         ours,
-        "GPT2TokenizerFast.from_pretrained(dir)"
+        "GPT2TokenizerFast.from_pretrained(the export directory)"
     );
     if res.get("tiktoken").is_some() {
         assert_eq!(ids("tiktoken"), ours, "tiktoken");
@@ -218,7 +235,9 @@ fn import(format: &str, files: &[&Path], out: &Path, extra: &[&str]) -> (bool, S
 }
 
 /// Trains a small GPT (vocab 50304) for 3 steps on 2 ranks; returns the checkpoint dir.
-fn train_small(ds: &Path, vocab: usize, dir: &Path) -> String {
+/// Trains 3 steps of a small GPT on `ds` at 2 ranks, evaluating at the end when the
+/// dataset has a val split (`eval`); returns the checkpoint directory.
+fn train_small(ds: &Path, vocab: usize, dir: &Path, eval: bool) -> String {
     let ck = dir.join("ck").display().to_string();
     let sets = [
         "data.source=\"hdf5\"".to_string(),
@@ -229,7 +248,7 @@ fn train_small(ds: &Path, vocab: usize, dir: &Path) -> String {
         "model.ctx=16".into(),
         "train.micro_batch=2".into(),
         "train.steps=3".into(),
-        "train.eval_every=3".into(),
+        format!("train.eval_every={}", if eval { 3 } else { 0 }),
         format!("checkpoint.dir=\"{ck}\""),
     ];
     let mut args = vec!["train"];
@@ -321,8 +340,8 @@ fn nanogpt_and_llmc_files_import_exactly_train_and_sample() {
     assert_eq!(tokens(&l3ds, Split::Train), big);
 
     // Both GPT-2 imports train under mpirun; sample decodes the gpt2 dataset.
-    let ck = train_small(&nano, 50304, &dir.join("run_nano"));
-    train_small(&llmc, 50304, &dir.join("run_llmc"));
+    let ck = train_small(&nano, 50304, &dir.join("run_nano"), true);
+    train_small(&llmc, 50304, &dir.join("run_llmc"), true);
     let text = sample(&ck, &nano, "Hello world");
     assert!(
         text.starts_with("Hello world") && text.len() > 12,
@@ -346,7 +365,7 @@ fn sample_decodes_a_bytes_dataset() {
         "--out",
         s(&ds),
     ]);
-    let ck = train_small(&ds, 256, tmp.path());
+    let ck = train_small(&ds, 256, tmp.path(), true);
     let text = sample(&ck, &ds, "café");
     assert!(text.starts_with("café") && text.len() > 5, "{text:?}");
 }

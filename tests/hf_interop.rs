@@ -17,7 +17,10 @@ use std::sync::OnceLock;
 fn trained() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = common::tempdir().keep();
+        // In cargo's scratch directory for integration tests (under target/): a static is
+        // never dropped, so a TempDir here would be left in /tmp.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hf_interop");
+        let _ = std::fs::remove_dir_all(&dir);
         let ck = dir.join("ck");
         train_ok(
             2,
