@@ -86,10 +86,18 @@ mod tests {
     fn argmax_ties_and_nan() {
         // 4 rows, 3 classes.
         let logits = [
-            0.1, 0.9, 0.0, // argmax 1
-            0.5, 0.5, 0.2, // tie: 0
-            -1.0, -2.0, -0.5, // argmax 2
-            f32::NAN, 1.0, 0.0, // NaN: wrong
+            0.1,
+            0.9,
+            0.0, // argmax 1
+            0.5,
+            0.5,
+            0.2, // tie: 0
+            -1.0,
+            -2.0,
+            -0.5, // argmax 2
+            f32::NAN,
+            1.0,
+            0.0, // NaN: wrong
         ];
         assert_eq!(count_correct(&logits, &[1, 0, 2, 1], 3), 4 - 1);
         assert_eq!(count_correct(&logits, &[0, 1, 0, 1], 3), 0);

@@ -121,4 +121,3 @@ pub fn spec(
         prefetch: 2,
     }
 }
-
