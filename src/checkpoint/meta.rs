@@ -22,6 +22,34 @@ pub struct UnitEntry {
     pub numel: usize,
     /// Elements after padding at the writing world size.
     pub padded: usize,
+    /// The named tensors of the unit's flat buffer, in order (docs/checkpoint-format.md:
+    /// how to split a unit with h5py). Absent in checkpoints written before the field;
+    /// when present, it must be the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<Vec<TensorEntry>>,
+}
+
+/// One named tensor inside a unit: `numel = prod(shape)` elements from `offset` of the
+/// unit's canonical (unpadded) flat buffer, row-major.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub offset: usize,
+}
+
+impl TensorEntry {
+    /// The tensors of `unit`, as meta.json lists them.
+    pub fn of(unit: &UnitSpec) -> Vec<TensorEntry> {
+        unit.tensors
+            .iter()
+            .map(|t| TensorEntry {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                offset: t.offset,
+            })
+            .collect()
+    }
 }
 
 /// One rank file with its size and CRC-32.
@@ -175,6 +203,7 @@ mod tests {
                 name: u.name.clone(),
                 numel: u.numel,
                 padded: u.numel.div_ceil(32) * 32,
+                tensors: Some(TensorEntry::of(u)),
             })
             .collect();
         Meta {
@@ -239,6 +268,20 @@ mod tests {
         assert!(Meta::read(dir.path()).is_err());
     }
 
+    /// A meta.json written before units listed their tensors still reads.
+    #[test]
+    fn units_without_tensors_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = meta();
+        for u in &mut m.units {
+            u.tensors = None;
+        }
+        m.write(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(META_FILE)).unwrap();
+        assert!(!text.contains("tensors"), "{text}");
+        assert_eq!(Meta::read(dir.path()).unwrap(), m);
+    }
+
     /// Each edit of a good meta.json (a JSON value replaced) is refused naming the key.
     #[test]
     fn every_edited_field_is_named() {
@@ -272,6 +315,22 @@ mod tests {
             ),
             ("/units/1/padded", 64000.into(), "key `units[1].padded`"),
             ("/units/0/name", "emb".into(), "key `units[0].name`"),
+            (
+                "/units/1/tensors/0/name",
+                "h.0.ln_2.weight".into(),
+                "key `units[1].tensors`: tensor 0 is h.0.ln_2.weight (shape [32], offset 0), \
+                 the model's unit h.0 has h.0.ln_1.weight (shape [32], offset 0)",
+            ),
+            (
+                "/units/1/tensors/2/offset",
+                1.into(),
+                "key `units[1].tensors`",
+            ),
+            (
+                "/units/1/tensors/0/shape",
+                "32".into(),
+                "key `units[1].tensors[0].shape`",
+            ),
             (
                 "/model/n_head",
                 3.into(),
