@@ -57,7 +57,7 @@ impl TensorEntry {
 pub struct FileEntry {
     pub name: String,
     pub bytes: u64,
-    /// CRC-32 (IEEE) of the whole file, 8 hex digits.
+    /// CRC-32 (IEEE) of the whole file, 8 hex digits (`crate::checksum`'s notation).
     pub crc32: String,
 }
 
@@ -83,21 +83,23 @@ pub struct Meta {
     /// Train loader position after the last step's batches.
     pub loader: LoaderState,
     pub scaler: LossScaler,
-    /// CRC-32 of the resolved config TOML without `[checkpoint]` and `[log]`
-    /// ([`config_digest`]), 8 hex digits.
+    /// CRC-32 of the resolved config TOML with `[checkpoint]` and `[log]` reset to their
+    /// defaults ([`config_digest`]), 8 hex digits.
     pub config_crc32: String,
     /// `files[r]` is rank r's file.
     pub files: Vec<FileEntry>,
 }
 
-/// The CRC-32 of the resolved configuration TOML, as recorded in `meta.json`. The
-/// `[checkpoint]` and `[log]` sections are left out (reset to defaults): a resumed run
-/// naturally changes them.
+/// The CRC-32 (zlib's) of the resolved configuration rendered as TOML (`Config::to_toml`,
+/// what `zerotrain config show` prints), after every key of `[checkpoint]` and `[log]` is
+/// reset to its default (the sections stay in the text, with default values): a resumed
+/// run naturally changes them. Recorded in `meta.json`; docs/checkpoint-format.md shows
+/// how to recompute it from `config show`.
 pub fn config_digest(cfg: &Config) -> String {
     let mut c = cfg.clone();
     c.checkpoint = Default::default();
     c.log = Default::default();
-    format!("{:08x}", crc32fast::hash(c.to_toml().as_bytes()))
+    crate::checksum::hex(crc32fast::hash(c.to_toml().as_bytes()))
 }
 
 impl Meta {
@@ -393,6 +395,9 @@ mod tests {
         cfg.checkpoint.resume = "auto".into();
         cfg.log.every = 1;
         assert_eq!(config_digest(&cfg), d);
+        // What `config show` prints for a config without the two sections, hashed.
+        let text = Config::default().to_toml();
+        assert_eq!(d, crate::checksum::hex(crc32fast::hash(text.as_bytes())));
         cfg.train.lr = 0.5;
         assert_ne!(config_digest(&cfg), d);
     }

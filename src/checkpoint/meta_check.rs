@@ -5,6 +5,7 @@
 use super::error::{CkptError, Result};
 use super::meta::{Meta, TensorEntry, FORMAT};
 use super::paths::{parse_rank_file, parse_step_dir, rank_file_name};
+use crate::checksum::is_hex8;
 use crate::config::{ConfigError, DType, ModelConfig, ModelKind, Sampling, TrainConfig};
 use crate::model::unit_specs;
 use crate::optim::UpdateRule;
@@ -294,8 +295,4 @@ fn check_units(meta: &Meta, bad: &impl Fn(&str, String) -> Result<()>) -> Result
         }
     }
     Ok(())
-}
-
-fn is_hex8(s: &str) -> bool {
-    s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

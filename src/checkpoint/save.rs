@@ -193,7 +193,7 @@ pub fn commit(
             .map(|(r, c)| FileEntry {
                 name: rank_file_name(r),
                 bytes: c[0],
-                crc32: format!("{:08x}", c[1]),
+                crc32: crate::checksum::hex(c[1] as u32), // a u32, widened for the gather
             })
             .collect();
         commit_root(target, &meta, keep)?;
