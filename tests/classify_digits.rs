@@ -77,8 +77,8 @@ fn zerotrain_acc(data: &str, seed: u64, metrics: &Path) -> f64 {
     let text = std::fs::read_to_string(metrics).expect("metrics");
     let last: serde_json::Value = text
         .lines()
-        .filter(|l| l.contains("val_acc"))
-        .last()
+        .rev()
+        .find(|l| l.contains("val_acc"))
         .map(|l| serde_json::from_str(l).expect("json"))
         .expect("an evaluated record");
     let rec = last["val_acc"].as_f64().expect("val_acc");
