@@ -6,7 +6,7 @@
 #   NANOGPT_DIR=~/nanoGPT scripts/bench.sh      # also nanoGPT's own shakespeare_char run
 #   SHAKESPEARE_SEEDS="1 2" scripts/bench.sh    # the extra shakespeare-char seeds (1-5)
 #   BENCH_ONLY="gemm step" scripts/bench.sh     # a subset: gemm step comm train ranks
-#                                               # device data precision shakespeare consolidate save
+#                                               # device data precision shakespeare consolidate save classify
 #   BEFORE_BIN=old/zerotrain scripts/bench.sh   # also that build's CPU step in `device`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/zerotrain}
 OUT=${OUT:-runs/bench}
 CORPUS=${CORPUS:-../shared/data/tinyshakespeare.txt}
-ONLY=${BENCH_ONLY:-gemm step comm train ranks device data precision shakespeare consolidate save}
+ONLY=${BENCH_ONLY:-gemm step comm train ranks device data precision shakespeare consolidate save classify}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 MPIRUN=(mpirun --oversubscribe --bind-to none)
 . scripts/python-env.sh # numpy and the PyTorch reference, where ensure-deps put them
@@ -184,6 +184,30 @@ fi
 if wants save; then
   section "Checkpoint save stall, foreground vs checkpoint.async (2 ranks, 43 MB rank files)"
   BIN="$BIN" scripts/bench_save.sh "$OUT/save" | tee >(record save) | grep -v '^{'
+fi
+
+if wants classify; then
+  section "Digits val accuracy: zerotrain MLP (2 ranks) vs PyTorch, 64-128-10, AdamW 3e-3, 30 epochs, seeds 0-5"
+  python3 scripts/digits.py write "$OUT/digits" >/dev/null
+  torch=$(python3 scripts/digits.py torch "$OUT/digits" --hidden 128 --epochs 30 --lr 3e-3 \
+    --weight-decay 0.01 --batch 32 --seeds 0 1 2 3 4 5 | tail -1)
+  ours=()
+  for seed in 0 1 2 3 4 5; do
+    ours+=("$("${MPIRUN[@]}" -np 2 "$BIN" train --set model.kind=\"mlp\" --set model.inputs=64 \
+      --set 'model.hidden=[128]' --set model.classes=10 --set data.source=\"hdf5\" \
+      --set data.path=\"$OUT/digits\" --set data.sampling=\"epoch\" --set train.micro_batch=16 \
+      --set train.steps=1350 --set train.optimizer=\"adamw\" --set train.lr=3e-3 \
+      --set train.weight_decay=0.01 --set train.eval_every=1350 --set train.eval_batches=11 \
+      --set train.seed=$seed --set log.every=10000 2>/dev/null | sed -n 's/^final: .* val_acc //p')")
+  done
+  python3 - "$torch" "${ours[@]}" <<'EOF' | tee >(record classify) | grep -v '^{'
+import json, sys
+torch = json.loads(sys.argv[1])["mean_val_acc"]
+ours = [float(a) for a in sys.argv[2:]]
+mean = sum(ours) / len(ours)
+print(f"zerotrain {mean:.4f} (per seed {' '.join(f'{a:.4f}' for a in ours)}), PyTorch {torch:.4f}, difference {100 * (mean - torch):+.2f} points")
+print(json.dumps({"zerotrain_val_acc": mean, "pytorch_val_acc": torch, "seeds": len(ours)}))
+EOF
 fi
 
 echo

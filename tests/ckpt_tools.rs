@@ -1,15 +1,13 @@
 //! The single-process tools on a 3-rank stage 3 checkpoint (uneven padding): inspect,
-//! verify, consolidate (read back with h5py and checked against the rank files
-//! reassembled in Python), and `load_full_params`.
+//! verify, consolidate (read back with h5py and checked against the rank files split
+//! into tensors by docs/checkpoint-format.md's h5py code, from meta.json's `tensors`),
+//! and `load_full_params`.
 mod ckpt_common;
 mod common;
 
 use ckpt_common::*;
 use std::path::Path;
 use zerotrain::model::unit_specs;
-
-/// (name, shape) of one tensor, as the Python check receives it.
-type Tensor = (String, Vec<usize>);
 
 fn tool(args: &[&str]) -> String {
     let o = common::single(args);
@@ -21,30 +19,33 @@ fn tool(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-/// Python: reassemble each unit's master weights from every rank file (by `start`),
-/// cut them into tensors in unit order and compare with the consolidated datasets.
+/// The ```python block of docs/checkpoint-format.md that splits units into tensors.
+fn doc_split_block() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/checkpoint-format.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    doc.split("```python\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .find(|b| b.contains("def checkpoint_tensors"))
+        .expect("docs/checkpoint-format.md's checkpoint_tensors block")
+}
+
+/// Python, after the doc's block: its tensors (from meta.json's `tensors`) equal the
+/// consolidated datasets, and cover them all.
 const CHECK_PY: &str = r#"
-import json, sys, glob
-import numpy as np, h5py
-step_dir, out, layout = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-ranks = [h5py.File(p, "r") for p in sorted(glob.glob(step_dir + "/rank-*.h5"))]
+import sys
+step_dir, out = sys.argv[1], sys.argv[2]
+got = checkpoint_tensors(step_dir)
 cons = h5py.File(out, "r")
-seen = set()
-for unit, tensors in layout:
-    pieces = sorted((int(f[unit].attrs["start"]), f[unit]["master"][()]) for f in ranks)
-    master = np.concatenate([p for _, p in pieces])
-    off = 0
-    for name, shape in tensors:
-        n = int(np.prod(shape))
-        d = cons[name]
-        assert d.dtype == np.float32, (name, d.dtype)
-        assert list(d.shape) == shape, (name, d.shape, shape)
-        assert np.array_equal(d[()], master[off:off + n].reshape(shape)), name
-        off += n
-        seen.add(name)
-    assert off == len(master), (unit, off, len(master))
-assert seen == set(cons.keys()), set(cons.keys()) ^ seen
-print("h5py ok", len(seen))
+for name, v in got.items():
+    d = cons[name]
+    assert d.dtype == np.float32 and v.dtype == np.float32, (name, d.dtype, v.dtype)
+    assert d.shape == v.shape, (name, d.shape, v.shape)
+    assert np.array_equal(d[()], v), name
+assert set(got) == set(cons.keys()), set(cons.keys()) ^ set(got)
+states = checkpoint_tensors(step_dir, "exp_avg_sq")
+assert set(states) == set(got) and all(states[k].shape == got[k].shape for k in got)
+print("h5py ok", len(got))
 "#;
 
 #[test]
@@ -105,28 +106,10 @@ fn inspect_verify_consolidate() {
     else {
         return;
     };
-    // [[unit, [[tensor, shape], ...]], ...]
-    let layout: Vec<(String, Vec<Tensor>)> = specs
-        .iter()
-        .map(|u| {
-            (
-                u.name.clone(),
-                u.tensors
-                    .iter()
-                    .map(|t| (t.name.clone(), t.shape.clone()))
-                    .collect(),
-            )
-        })
-        .collect();
     let step = Path::new(d).join("step-00000002");
+    let script = format!("{}\n{CHECK_PY}", doc_split_block());
     let o = python
-        .args([
-            "-c",
-            CHECK_PY,
-            step.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ])
-        .arg(serde_json::to_string(&layout).unwrap())
+        .args(["-c", &script, step.to_str().unwrap(), out.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(

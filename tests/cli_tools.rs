@@ -134,6 +134,13 @@ fn sample_report_and_their_errors_on_a_real_run() {
     ]);
     assert!(e.contains("nothing"), "{e}");
 
+    // GPT runs report validation loss, not accuracy (not a classifier).
+    let text = std::fs::read_to_string(&metrics).expect("metrics file");
+    assert!(
+        text.contains("\"val_loss\"") && !text.contains("val_acc"),
+        "{text}"
+    );
+
     // Plots of the run's metrics.
     let plots = dir.path().join("plots");
     let out = ok(&["report", &metrics, "--out", plots.to_str().unwrap()]);
@@ -142,6 +149,10 @@ fn sample_report_and_their_errors_on_a_real_run() {
             std::fs::read(plots.join(name)).unwrap_or_else(|_| panic!("{name} missing: {out}"));
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name} is not a PNG");
     }
+    assert!(
+        !plots.join("accuracy.png").exists(),
+        "no accuracy plot without val_acc: {out}"
+    );
     let e = err(&[
         "report",
         &dir.path().join("none.jsonl").display().to_string(),

@@ -3,7 +3,8 @@
 //! a manifest with a wrong checksum fails the job on every rank naming the shard and both
 //! checksums; a shard first read mid-run aborts the job with that message; a clean
 //! dataset trains. HDF5 file locking: a shard another process holds an exclusive lock on
-//! still trains, and a write that meets a lock names `HDF5_USE_FILE_LOCKING=FALSE`.
+//! still trains, and a write that meets a lock names `HDF5_USE_FILE_LOCKING=FALSE`. The
+//! manifest's checksum notation: written as hex, read as integers too.
 mod common;
 mod data_common;
 use common::{mpirun, run_with_timeout, tempdir};
@@ -349,4 +350,25 @@ fn zerotrain_with_locking(args: &[&str], locking: Option<&str>) -> Output {
         None => c.env_remove(LOCKING_ENV),
     };
     run_with_timeout(c, Duration::from_secs(60))
+}
+
+/// Checksums are written as 8 hex digits (the notation of meta.json too), and a manifest
+/// in the older notation, integers, still loads and verifies.
+#[test]
+fn manifest_checksums_are_hex_and_integers_still_read() {
+    let dir = tempdir();
+    let ds = dataset(dir.path(), 2);
+    let path = ds.join("manifest.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let want = manifest_crc(&ds, "train_000.h5");
+    assert_eq!(v["shards"][0]["crc32"], format!("{want:08x}"));
+    for s in v["shards"].as_array_mut().unwrap() {
+        let hex = s["crc32"].as_str().unwrap().to_string();
+        s["crc32"] = u32::from_str_radix(&hex, 16).unwrap().into();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    assert_eq!(manifest_crc(&ds, "train_000.h5"), want);
+    let report = zt_ok(&["data", "inspect", ds.to_str().unwrap(), "--verify"]);
+    assert!(report.contains(&format!("{want:08x}")), "{report}");
 }

@@ -32,6 +32,10 @@ fn gpt(np: usize, stage: u8, extra: &[&str]) -> Vec<f64> {
 }
 
 fn mlp(np: usize, stage: u8, extra: &[&str]) -> Vec<f64> {
+    losses(&mlp_records(np, stage, extra))
+}
+
+fn mlp_records(np: usize, stage: u8, extra: &[&str]) -> Vec<serde_json::Value> {
     let mb = format!("train.micro_batch={}", GLOBAL / np);
     let st = format!("zero.stage={stage}");
     let mut sets = vec![
@@ -45,7 +49,7 @@ fn mlp(np: usize, stage: u8, extra: &[&str]) -> Vec<f64> {
         st.as_str(),
     ];
     sets.extend_from_slice(extra);
-    losses(&train_records(np, &sets))
+    train_records(np, &sets)
 }
 
 #[test]
@@ -81,6 +85,34 @@ fn mlp_every_stage_and_world_size_matches_one_rank() {
                 1e-5,
             );
         }
+    }
+}
+
+/// Validation accuracy is a count (rows whose argmax is the label, summed over ranks in
+/// the evaluation's all-reduce, exact in f64), so it is exactly equal at every world size
+/// and stage on the same global batches: only an argmax tie within f32 reduction-order
+/// noise (~1e-7 relative) could flip a row, which 20 steps on N(0, 1) rows do not meet.
+#[test]
+fn mlp_val_acc_is_identical_at_every_world_size_and_stage() {
+    // Evaluations at steps 10 and 20, each over 10 global micro-batches of 12 rows.
+    let eval = ["train.eval_every=10", "train.eval_batches=10"];
+    let acc = |np, stage| -> Vec<f64> {
+        mlp_records(np, stage, &eval)
+            .iter()
+            .filter_map(|r| r["val_acc"].as_f64())
+            .collect()
+    };
+    let reference = acc(1, 0);
+    assert_eq!(reference.len(), 2, "{reference:?}");
+    for a in &reference {
+        let right = a * 120.0;
+        assert!(
+            (right - right.round()).abs() < 1e-9 && *a > 0.0 && *a <= 1.0,
+            "val_acc {a} is not a count of the 120 val rows"
+        );
+    }
+    for (np, stage) in [(2, 0), (3, 0), (1, 3), (2, 3), (3, 3)] {
+        assert_eq!(acc(np, stage), reference, "np {np} stage {stage}");
     }
 }
 

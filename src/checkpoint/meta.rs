@@ -22,6 +22,34 @@ pub struct UnitEntry {
     pub numel: usize,
     /// Elements after padding at the writing world size.
     pub padded: usize,
+    /// The named tensors of the unit's flat buffer, in order (docs/checkpoint-format.md:
+    /// how to split a unit with h5py). Absent in checkpoints written before the field;
+    /// when present, it must be the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<Vec<TensorEntry>>,
+}
+
+/// One named tensor inside a unit: `numel = prod(shape)` elements from `offset` of the
+/// unit's canonical (unpadded) flat buffer, row-major.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub offset: usize,
+}
+
+impl TensorEntry {
+    /// The tensors of `unit`, as meta.json lists them.
+    pub fn of(unit: &UnitSpec) -> Vec<TensorEntry> {
+        unit.tensors
+            .iter()
+            .map(|t| TensorEntry {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                offset: t.offset,
+            })
+            .collect()
+    }
 }
 
 /// One rank file with its size and CRC-32.
@@ -29,7 +57,7 @@ pub struct UnitEntry {
 pub struct FileEntry {
     pub name: String,
     pub bytes: u64,
-    /// CRC-32 (IEEE) of the whole file, 8 hex digits.
+    /// CRC-32 (IEEE) of the whole file, 8 hex digits (`crate::checksum`'s notation).
     pub crc32: String,
 }
 
@@ -55,21 +83,23 @@ pub struct Meta {
     /// Train loader position after the last step's batches.
     pub loader: LoaderState,
     pub scaler: LossScaler,
-    /// CRC-32 of the resolved config TOML without `[checkpoint]` and `[log]`
-    /// ([`config_digest`]), 8 hex digits.
+    /// CRC-32 of the resolved config TOML with `[checkpoint]` and `[log]` reset to their
+    /// defaults ([`config_digest`]), 8 hex digits.
     pub config_crc32: String,
     /// `files[r]` is rank r's file.
     pub files: Vec<FileEntry>,
 }
 
-/// The CRC-32 of the resolved configuration TOML, as recorded in `meta.json`. The
-/// `[checkpoint]` and `[log]` sections are left out (reset to defaults): a resumed run
-/// naturally changes them.
+/// The CRC-32 (zlib's) of the resolved configuration rendered as TOML (`Config::to_toml`,
+/// what `zerotrain config show` prints), after every key of `[checkpoint]` and `[log]` is
+/// reset to its default (the sections stay in the text, with default values): a resumed
+/// run naturally changes them. Recorded in `meta.json`; docs/checkpoint-format.md shows
+/// how to recompute it from `config show`.
 pub fn config_digest(cfg: &Config) -> String {
     let mut c = cfg.clone();
     c.checkpoint = Default::default();
     c.log = Default::default();
-    format!("{:08x}", crc32fast::hash(c.to_toml().as_bytes()))
+    crate::checksum::hex(crc32fast::hash(c.to_toml().as_bytes()))
 }
 
 impl Meta {
@@ -175,6 +205,7 @@ mod tests {
                 name: u.name.clone(),
                 numel: u.numel,
                 padded: u.numel.div_ceil(32) * 32,
+                tensors: Some(TensorEntry::of(u)),
             })
             .collect();
         Meta {
@@ -239,6 +270,20 @@ mod tests {
         assert!(Meta::read(dir.path()).is_err());
     }
 
+    /// A meta.json written before units listed their tensors still reads.
+    #[test]
+    fn units_without_tensors_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = meta();
+        for u in &mut m.units {
+            u.tensors = None;
+        }
+        m.write(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(META_FILE)).unwrap();
+        assert!(!text.contains("tensors"), "{text}");
+        assert_eq!(Meta::read(dir.path()).unwrap(), m);
+    }
+
     /// Each edit of a good meta.json (a JSON value replaced) is refused naming the key.
     #[test]
     fn every_edited_field_is_named() {
@@ -272,6 +317,22 @@ mod tests {
             ),
             ("/units/1/padded", 64000.into(), "key `units[1].padded`"),
             ("/units/0/name", "emb".into(), "key `units[0].name`"),
+            (
+                "/units/1/tensors/0/name",
+                "h.0.ln_2.weight".into(),
+                "key `units[1].tensors`: tensor 0 is h.0.ln_2.weight (shape [32], offset 0), \
+                 the model's unit h.0 has h.0.ln_1.weight (shape [32], offset 0)",
+            ),
+            (
+                "/units/1/tensors/2/offset",
+                1.into(),
+                "key `units[1].tensors`",
+            ),
+            (
+                "/units/1/tensors/0/shape",
+                "32".into(),
+                "key `units[1].tensors[0].shape`",
+            ),
             (
                 "/model/n_head",
                 3.into(),
@@ -334,6 +395,9 @@ mod tests {
         cfg.checkpoint.resume = "auto".into();
         cfg.log.every = 1;
         assert_eq!(config_digest(&cfg), d);
+        // What `config show` prints for a config without the two sections, hashed.
+        let text = Config::default().to_toml();
+        assert_eq!(d, crate::checksum::hex(crc32fast::hash(text.as_bytes())));
         cfg.train.lr = 0.5;
         assert_ne!(config_digest(&cfg), d);
     }

@@ -3,8 +3,9 @@
 //! with the rank files beside it. A user's edit (`"stage": 7`, a false `"step"`) is an
 //! error naming the file and the key, before anything is loaded.
 use super::error::{CkptError, Result};
-use super::meta::{Meta, FORMAT};
+use super::meta::{Meta, TensorEntry, FORMAT};
 use super::paths::{parse_rank_file, parse_step_dir, rank_file_name};
+use crate::checksum::is_hex8;
 use crate::config::{ConfigError, DType, ModelConfig, ModelKind, Sampling, TrainConfig};
 use crate::model::unit_specs;
 use crate::optim::UpdateRule;
@@ -244,7 +245,7 @@ fn check_units(meta: &Meta, bad: &impl Fn(&str, String) -> Result<()>) -> Result
         );
     }
     let layout = Layout::new(&specs, meta.world);
-    for (u, (e, l)) in meta.units.iter().zip(&layout.units).enumerate() {
+    for (u, ((e, l), spec)) in meta.units.iter().zip(&layout.units).zip(&specs).enumerate() {
         if e.name != l.name {
             return bad(
                 &format!("units[{u}].name"),
@@ -269,10 +270,29 @@ fn check_units(meta: &Meta, bad: &impl Fn(&str, String) -> Result<()>) -> Result
                 ),
             );
         }
+        if let Some(listed) = &e.tensors {
+            let want = TensorEntry::of(spec);
+            if *listed != want {
+                let show = |t: Option<&TensorEntry>| {
+                    t.map_or("nothing".to_string(), |t| {
+                        format!("{} (shape {:?}, offset {})", t.name, t.shape, t.offset)
+                    })
+                };
+                // The first tensor that differs (or the one missing or extra).
+                let i = (0..listed.len().max(want.len()))
+                    .find(|&i| listed.get(i) != want.get(i))
+                    .unwrap_or(0);
+                return bad(
+                    &format!("units[{u}].tensors"),
+                    format!(
+                        "tensor {i} is {}, the model's unit {} has {}",
+                        show(listed.get(i)),
+                        l.name,
+                        show(want.get(i))
+                    ),
+                );
+            }
+        }
     }
     Ok(())
-}
-
-fn is_hex8(s: &str) -> bool {
-    s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

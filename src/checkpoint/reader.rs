@@ -56,7 +56,7 @@ impl Checkpoint {
                 what: format!("{bytes} bytes, meta.json says {}", entry.bytes),
             });
         }
-        let crc = format!("{crc:08x}");
+        let crc = crate::checksum::hex(crc);
         if crc != entry.crc32 {
             return Err(CkptError::Corrupt {
                 path,

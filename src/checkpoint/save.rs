@@ -7,7 +7,7 @@
 //! (`checkpoint.async`, `saver.rs`): [`begin`] and [`commit`] are collective and run on
 //! the main thread, [`write_rank_file`] calls no MPI.
 use super::fsio::{file_crc32, replace_atomic, sync_path};
-use super::meta::{config_digest, FileEntry, Meta, UnitEntry, FORMAT};
+use super::meta::{config_digest, FileEntry, Meta, TensorEntry, UnitEntry, FORMAT};
 use super::paths::{prune, rank_file_name, step_dir_name, LATEST};
 use super::{rank_file, CkptError};
 use crate::config::Config;
@@ -158,10 +158,12 @@ pub fn draft_meta<B: Backend>(
             .layout()
             .units
             .iter()
-            .map(|u| UnitEntry {
+            .zip(crate::model::unit_specs(&cfg.model))
+            .map(|(u, spec)| UnitEntry {
                 name: u.name.clone(),
                 numel: u.numel,
                 padded: u.padded,
+                tensors: Some(TensorEntry::of(&spec)),
             })
             .collect(),
         loader,
@@ -191,7 +193,7 @@ pub fn commit(
             .map(|(r, c)| FileEntry {
                 name: rank_file_name(r),
                 bytes: c[0],
-                crc32: format!("{:08x}", c[1]),
+                crc32: crate::checksum::hex(c[1] as u32), // a u32, widened for the gather
             })
             .collect();
         commit_root(target, &meta, keep)?;

@@ -15,7 +15,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     for path in crate::metrics::write_report(&args.metrics, &args.out)? {
         println!("wrote {}", path.display());
     }
-    // The run's outcome: last training loss and last validation loss.
+    // The run's outcome: last training loss, last validation loss and accuracy.
     let records = crate::metrics::read_records(&args.metrics)?;
     if let Some(last) = records.last() {
         println!("last step {}: training loss {:.4}", last.step, last.loss);
@@ -26,6 +26,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         .find_map(|r| Some((r.step, r.val_loss?)))
     {
         println!("validation loss {val:.4} (step {step})");
+    }
+    if let Some((step, acc)) = records
+        .iter()
+        .rev()
+        .find_map(|r| Some((r.step, r.val_acc?)))
+    {
+        println!("validation accuracy {acc:.4} (step {step})");
     }
     Ok(())
 }

@@ -339,19 +339,19 @@ fn train<B: Backend>(
             divergence.check(step + 1, out.loss, || diverged_hint(cfg, lr))?;
         }
         let mut stopping = out.stop;
-        let val_loss = if !stopping
+        let val = if !stopping
             && evaluating(cfg)
             && ((step + 1) % cfg.train.eval_every == 0 || is_last)
         {
             watchdog::note("evaluation", None);
-            let (loss, stopped) = evaluate(engine, &val_batches, stop)?;
+            let (val, stopped) = evaluate(engine, &val_batches, stop)?;
             stopping = stopped;
-            loss
+            val
         } else {
             None
         };
         let mut pending = None;
-        if progress.logs(step as u64 + 1, val_loss.is_some(), out.skipped) {
+        if progress.logs(step as u64 + 1, val.is_some(), out.skipped) {
             let rec = record(
                 dist,
                 engine,
@@ -360,7 +360,7 @@ fn train<B: Backend>(
                 &out,
                 step_ms,
                 data_wait_ms,
-                val_loss,
+                val,
                 per_step,
                 tokens_per_sample,
             );
@@ -412,7 +412,11 @@ fn train<B: Backend>(
             .val_loss
             .map(|v| format!(" val_loss {v:.4}"))
             .unwrap_or_default();
-        println!("final: step {} loss {:.4}{val}", rec.step, rec.loss);
+        let acc = rec
+            .val_acc
+            .map(|a| format!(" val_acc {a:.4}"))
+            .unwrap_or_default();
+        println!("final: step {} loss {:.4}{val}{acc}", rec.step, rec.loss);
     }
     Ok(Ended::Finished)
 }
@@ -443,22 +447,42 @@ fn diverged_hint(cfg: &Config, lr: f64) -> String {
     format!("lower train.lr (the step ran at {lr:.3e}){clip}")
 }
 
-/// Mean validation loss over `batches` (not empty), averaged over ranks; `None` (and
-/// true) when a rank asked to stop, which every rank learns at the same batch.
+/// One evaluation over the val batches, the same on every rank.
+#[derive(Debug, Clone, Copy)]
+struct Validation {
+    /// Mean loss over the batches (each the mean over ranks).
+    loss: f64,
+    /// Classifiers: the fraction of all val rows (every batch, every rank) whose argmax
+    /// class is their label.
+    acc: Option<f64>,
+}
+
+/// Validation over `batches` (not empty); `None` (and true) when a rank asked to stop,
+/// which every rank learns at the same batch. Each batch's correct-row count rides in the
+/// all-reduce its loss takes (`Engine::eval_batch`): no collective of its own.
 fn evaluate<B: crate::device::Backend>(
     engine: &mut Engine<'_, B>,
     batches: &[Batch],
     stop: &mut StopWatch,
-) -> anyhow::Result<(Option<f64>, bool)> {
+) -> anyhow::Result<(Option<Validation>, bool)> {
     let mut sum = 0.0;
+    let mut counts: Option<(u64, u64)> = None;
     for batch in batches {
-        let (loss, stopping) = engine.eval_loss(batch, stop.asks().is_some())?;
-        if stopping {
+        let out = engine.eval_batch(batch, stop.asks().is_some())?;
+        if out.stop {
             return Ok((None, true));
         }
-        sum += loss;
+        sum += out.loss;
+        if let Some((right, rows)) = out.correct {
+            let (r, n) = counts.unwrap_or((0, 0));
+            counts = Some((r + right, n + rows));
+        }
     }
-    Ok((Some(sum / batches.len() as f64), false))
+    let val = Validation {
+        loss: sum / batches.len() as f64,
+        acc: counts.map(|(right, rows)| right as f64 / rows.max(1) as f64),
+    };
+    Ok((Some(val), false))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -470,7 +494,7 @@ fn record<B: crate::device::Backend>(
     out: &StepOutcome,
     step_ms: f64,
     data_wait_ms: f64,
-    val_loss: Option<f64>,
+    val: Option<Validation>,
     per_step: usize,
     tokens_per_sample: usize,
 ) -> StepRecord {
@@ -507,7 +531,8 @@ fn record<B: crate::device::Backend>(
         tokens_per_s: (tokens_per_sample > 1).then_some(rate * tokens_per_sample as f64),
         samples_per_s: (tokens_per_sample == 1).then_some(rate),
         step_ms,
-        val_loss,
+        val_loss: val.map(|v| v.loss),
+        val_acc: val.and_then(|v| v.acc),
         loss_scale: out.loss_scale,
         times,
         mem: MemCounter::from_array(mem_arr),

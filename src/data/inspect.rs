@@ -70,7 +70,7 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<String> {
             e.split.name(),
             e.count,
             e.dtype.name(),
-            format!("{:08x}", e.crc32)
+            crate::checksum::hex(e.crc32)
         );
     }
     for split in [Split::Train, Split::Val] {

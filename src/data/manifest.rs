@@ -129,7 +129,9 @@ pub struct ShardEntry {
     /// Element type of `tokens`, or of `y` for classify (`x` is always float32).
     pub dtype: IntType,
     /// CRC-32 (zlib) of the data values as little-endian bytes of `dtype`; for classify,
-    /// of `x` (float32, row-major) followed by `y`.
+    /// of `x` (float32, row-major) followed by `y`. Written as 8 hex digits, read as
+    /// those or an integer (`crate::checksum`).
+    #[serde(with = "crate::checksum::notation")]
     pub crc32: u32,
 }
 

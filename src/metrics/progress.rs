@@ -135,6 +135,9 @@ pub fn format_line(rec: &StepRecord, total: u64) -> String {
     if let Some(v) = rec.val_loss {
         s.push_str(&format!(" | val_loss {v:.4}"));
     }
+    if let Some(a) = rec.val_acc {
+        s.push_str(&format!(" | val_acc {a:.4}"));
+    }
     if rec.skipped {
         s.push_str(&format!(
             " | skipped (fp16 overflow), loss scale now {}",
@@ -167,6 +170,8 @@ mod tests {
         assert!(l.contains("16.4k tok/s") && !l.contains("val_loss"), "{l}");
         r.val_loss = Some(1.5);
         assert!(format_line(&r, 100).ends_with("val_loss 1.5000"));
+        r.val_acc = Some(0.9375);
+        assert!(format_line(&r, 100).ends_with("val_loss 1.5000 | val_acc 0.9375"));
         let p = Progress::lines(100, 10);
         let at = |step, val: Option<f64>| {
             p.logs_step(&StepRecord {

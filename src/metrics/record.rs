@@ -25,6 +25,10 @@ pub struct StepRecord {
     /// Mean validation loss, on evaluation steps only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// Classification runs, on evaluation steps: the fraction of the held-out rows (all
+    /// eval batches, all ranks) whose argmax class is their label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_acc: Option<f64>,
     /// The fp16 loss scale used this step (1 without fp16).
     #[serde(deserialize_with = "null_as_nan")]
     pub loss_scale: f64,

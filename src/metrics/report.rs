@@ -17,7 +17,8 @@ const GREY: RGBColor = RGBColor(150, 150, 150);
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Reads a metrics JSONL file and writes into `out` (created if needed):
-/// `loss.png` (training and validation loss vs step), `throughput.png` (tokens/s or
+/// `loss.png` (training and validation loss vs step), `accuracy.png` (validation
+/// accuracy vs step, when the run is a classifier's), `throughput.png` (tokens/s or
 /// samples/s vs step), `memory.png` (per-rank bytes by category, stacked; the
 /// max-over-ranks `mem` when the file has no per-rank values) and `comm.png`
 /// (communication in flight vs exposed, with the step time, per step). Plots with no
@@ -62,6 +63,23 @@ pub fn write_report(metrics: &Path, out: &Path) -> Result<Vec<PathBuf>> {
             false,
         )
     })?;
+
+    let acc = per_step(&|r| r.val_acc);
+    if !acc.is_empty() {
+        emit("accuracy.png", &|p| {
+            let s = [series("validation accuracy", &acc, ORANGE, true)];
+            line_chart(
+                p,
+                &Axes {
+                    title: "Validation accuracy",
+                    x: "step",
+                    y: "fraction of val samples classified right",
+                },
+                &s,
+                true,
+            )
+        })?;
+    }
 
     let tok = per_step(&|r| r.tokens_per_s);
     let (rate, what) = if tok.is_empty() {
@@ -186,7 +204,7 @@ mod tests {
     use super::*;
     use crate::metrics::{CommKind, MetricsWriter, Transient};
 
-    /// A 60-step run of 4 ranks: falling loss, validation every 20 steps, ZeRO-2-like
+    /// A 60-step run of 4 ranks: falling loss, validation (loss and accuracy) every 20 steps, ZeRO-2-like
     /// memory (rank 3 holds a bit more padding), a quarter of communication exposed.
     fn write_run(path: &Path) {
         let mut w = MetricsWriter::create(path, false).unwrap();
@@ -206,6 +224,7 @@ mod tests {
             r.times.comm_exposed_ms = 5.0 + (s % 3.0);
             if step % 20 == 0 {
                 r.val_loss = Some(r.loss + 0.1);
+                r.val_acc = Some(1.0 - 0.5 * (-s / 25.0).exp());
             }
             if step == 30 {
                 r.loss = f64::NAN; // a diverged/skipped step: written as null, not plotted
@@ -249,7 +268,13 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["loss.png", "throughput.png", "memory.png", "comm.png"]
+            [
+                "loss.png",
+                "accuracy.png",
+                "throughput.png",
+                "memory.png",
+                "comm.png"
+            ]
         );
         for f in &files {
             let bytes = std::fs::read(f).unwrap();

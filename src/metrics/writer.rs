@@ -116,6 +116,7 @@ mod tests {
         let mut w = MetricsWriter::create(&path, false).unwrap();
         let mut r2 = rec(2);
         r2.val_loss = Some(2.4);
+        r2.val_acc = Some(0.75);
         r2.loss = f64::NAN;
         r2.skipped = true;
         w.write(&rec(1)).unwrap();
@@ -125,7 +126,8 @@ mod tests {
         assert_eq!(lines.len(), 2);
         let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         let o = first.as_object().unwrap();
-        assert!(!o.contains_key("val_loss") && !o.contains_key("samples_per_s"));
+        assert!(!o.contains_key("val_loss") && !o.contains_key("val_acc"));
+        assert!(!o.contains_key("samples_per_s"));
         for k in [
             "step",
             "loss",
@@ -149,7 +151,7 @@ mod tests {
         assert_eq!(first["comm"]["allreduce"], 100);
         let back = read_records(&path).unwrap();
         assert_eq!(back[0], rec(1));
-        assert_eq!(back[1].val_loss, Some(2.4));
+        assert_eq!((back[1].val_loss, back[1].val_acc), (Some(2.4), Some(0.75)));
         assert!(back[1].loss.is_nan() && back[1].skipped);
         // Appending keeps earlier lines; truncating drops them.
         drop(w);

@@ -1,5 +1,6 @@
 //! Softmax cross-entropy at the end of a model: the targets, the per-row losses and their
-//! mean, and the gradient scale backward starts from. Shared by the GPT and the MLP.
+//! mean, and the gradient scale backward starts from. Shared by the GPT and the MLP; and
+//! how many rows the logits classify right ([`count_correct`], a classifier's accuracy).
 use crate::device::Backend;
 
 pub struct CrossEntropy<B: Backend> {
@@ -52,5 +53,53 @@ impl<B: Backend> CrossEntropy<B> {
 
     pub fn set_grad_scale(&mut self, s: f32) {
         self.grad_scale = s;
+    }
+}
+
+/// Rows of `logits` (rows, classes) row-major whose argmax is their target (`targets`:
+/// (rows,)). Ties go to the lowest class, as `torch.argmax`; a row with a NaN logit counts
+/// as wrong.
+pub fn count_correct(logits: &[f32], targets: &[u32], classes: usize) -> usize {
+    logits
+        .chunks_exact(classes.max(1))
+        .zip(targets)
+        .filter(|(row, &t)| {
+            let mut best = 0;
+            for (c, &v) in row.iter().enumerate() {
+                if v.is_nan() {
+                    return false;
+                }
+                if v > row[best] {
+                    best = c;
+                }
+            }
+            best == t as usize
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_correct;
+
+    #[test]
+    fn argmax_ties_and_nan() {
+        // 4 rows, 3 classes.
+        let logits = [
+            0.1,
+            0.9,
+            0.0, // argmax 1
+            0.5,
+            0.5,
+            0.2, // tie: 0
+            -1.0,
+            -2.0,
+            -0.5, // argmax 2
+            f32::NAN,
+            1.0,
+            0.0, // NaN: wrong
+        ];
+        assert_eq!(count_correct(&logits, &[1, 0, 2, 1], 3), 4 - 1);
+        assert_eq!(count_correct(&logits, &[0, 1, 0, 1], 3), 0);
     }
 }

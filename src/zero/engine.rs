@@ -33,6 +33,18 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// What one evaluation batch gave, the same on every rank.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalOutcome {
+    /// Mean loss over the data-parallel ranks (each rank's the mean over its rows).
+    pub loss: f64,
+    /// Rows classified right and rows, summed over the ranks; `None` when the model
+    /// reports no accuracy (GPT).
+    pub correct: Option<(u64, u64)>,
+    /// Some rank asked to stop.
+    pub stop: bool,
+}
+
 /// What one optimizer step produced.
 #[derive(Debug, Clone, Default)]
 pub struct StepOutcome {
@@ -301,9 +313,10 @@ impl<'d, B: Backend> Engine<'d, B> {
         })
     }
 
-    /// Mean loss of `batch` across ranks without touching gradients, and whether any
-    /// rank asked to stop (`ask_stop`, agreed in the same all-reduce).
-    pub fn eval_loss(&mut self, batch: &Batch, ask_stop: bool) -> anyhow::Result<(f64, bool)> {
+    /// Loss of `batch` across ranks without touching gradients, the rows classified right
+    /// (a classifier), and whether any rank asked to stop (`ask_stop`): all agreed in one
+    /// all-reduce.
+    pub fn eval_batch(&mut self, batch: &Batch, ask_stop: bool) -> anyhow::Result<EvalOutcome> {
         self.model.set_batch(batch)?;
         self.forward_all()?;
         self.core
@@ -311,11 +324,23 @@ impl<'d, B: Backend> Engine<'d, B> {
             .sync()
             .map_err(|e| e.context("device error in evaluation"))?;
         let local = self.model.loss() as f64;
+        let correct = self.model.correct();
         self.params.release_all(&self.core);
         let mut scratch = CommStats::default();
         let dp = self.core.dp.group;
-        let [sum, asked] = comm::sum_scalars(dp, [local, ask_stop as u8 as f64], &mut scratch);
-        Ok((sum / dp.size() as f64, asked > 0.0))
+        // Counts below 2^53 add exactly in f64, in any order: the sum is the same at
+        // every world size.
+        let (right, rows) = correct.map_or((0.0, 0.0), |(c, n)| (c as f64, n as f64));
+        let [sum, asked, right, rows] = comm::sum_scalars(
+            dp,
+            [local, ask_stop as u8 as f64, right, rows],
+            &mut scratch,
+        );
+        Ok(EvalOutcome {
+            loss: sum / dp.size() as f64,
+            correct: correct.map(|_| (right as u64, rows as u64)),
+            stop: asked > 0.0,
+        })
     }
 
     /// Forward through every unit, gathering or converting parameters as the stage needs.

@@ -16,7 +16,7 @@ mod plan;
 mod state_io;
 
 pub use comm::CommStats;
-pub use engine::{Engine, StepOutcome};
+pub use engine::{Engine, EvalOutcome, StepOutcome};
 pub use layout::{Layout, UnitLayout, ALIGN};
 pub use plan::{
     buckets, optimizer_states, GradReduction, MemPlan, Placement, Placements, StagePlan,
