@@ -4,7 +4,7 @@
 //! fail with one line naming the file and field, and `sample` decodes bytes and gpt2.
 mod common;
 mod data_common;
-use data_common::{gpt, hdf5_cfg, spec, zt, zt_ok};
+use data_common::{all_tokens, gpt, hdf5_cfg, spec, zt, zt_ok};
 use std::path::{Path, PathBuf};
 use zerotrain::config::Sampling;
 use zerotrain::data::{open_source, Manifest, Split};
@@ -17,18 +17,6 @@ fn shakespeare() -> PathBuf {
 /// Unicode, digits, whitespace runs, contractions.
 const TRICKY: &str = "Héllo wörld! 你好 🙂 naïve café\n  3.14159 12345678 000   spaces\t\ttabs\n\n\
     It's we're they'll I'd you've she's don't I'M ''quoted''  \n end   ";
-
-/// Every token of `split`, in shard order.
-fn tokens(ds: &Path, split: Split) -> Vec<u32> {
-    let m = Manifest::load(ds).unwrap();
-    m.split(split)
-        .iter()
-        .flat_map(|(_, e)| {
-            let f = hdf5::File::open(ds.join(&e.file)).unwrap();
-            f.dataset("tokens").unwrap().read_raw::<u32>().unwrap()
-        })
-        .collect()
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -56,7 +44,7 @@ fn gpt2_prepare_writes_documents_eot_and_hf_files() {
     assert_eq!(m.tokenizer.as_deref(), Some("gpt2"));
     assert_eq!((m.vocab_size, m.vocab.is_none()), (50257, true));
     assert!(m.shards.iter().all(|e| e.dtype.name() == "uint16"));
-    let t = tokens(&ds, Split::Train);
+    let t = all_tokens(&ds, Split::Train);
     // An end-of-text between each two documents, none for the literal one.
     assert_eq!(t.iter().filter(|&&x| x == 50256).count(), 2);
     assert_eq!(&t[..3], &[5962, 22307, 25], "\"First Citizen:\"");
@@ -98,7 +86,7 @@ fn gpt2_ids_equal_hugging_face_and_tiktoken() {
     let ds = tmp.path().join("ds");
     let docs = [shakespeare(), tricky];
     prepare_gpt2(&[&docs[0], &docs[1]], &ds);
-    let ours: Vec<u32> = tokens(&ds, Split::Train);
+    let ours: Vec<u32> = all_tokens(&ds, Split::Train);
     // What a user hands to Hugging Face: a model trained on the dataset, exported with
     // its tokenizer.
     let ck = train_small(&ds, 50304, tmp.path(), false);
@@ -298,8 +286,8 @@ fn nanogpt_and_llmc_files_import_exactly_train_and_sample() {
     );
     assert_eq!(m.split(Split::Train).len(), 2);
     assert!(m.shards.iter().all(|e| e.dtype.name() == "uint16"));
-    assert_eq!(tokens(&nano, Split::Train), train);
-    assert_eq!(tokens(&nano, Split::Val), val);
+    assert_eq!(all_tokens(&nano, Split::Train), train);
+    assert_eq!(all_tokens(&nano, Split::Val), val);
     assert!(nano.join("vocab.json").is_file() && nano.join("merges.txt").is_file());
     zt_ok(&["data", "inspect", s(&nano), "--verify"]);
 
@@ -316,8 +304,8 @@ fn nanogpt_and_llmc_files_import_exactly_train_and_sample() {
     let llmc = dir.join("llmc");
     let (ok, o, e) = import("llmc", &[&lt1, &lt2, &lv], &llmc, &["--shards", "3"]);
     assert!(ok, "{o}{e}");
-    assert_eq!(tokens(&llmc, Split::Train), train);
-    assert_eq!(tokens(&llmc, Split::Val), val);
+    assert_eq!(all_tokens(&llmc, Split::Train), train);
+    assert_eq!(all_tokens(&llmc, Split::Val), val);
     assert_eq!(
         Manifest::load(&llmc).unwrap().tokenizer.as_deref(),
         Some("gpt2")
@@ -337,7 +325,7 @@ fn nanogpt_and_llmc_files_import_exactly_train_and_sample() {
         (128256, Some("llama3"))
     );
     assert_eq!(m.shards[0].dtype.name(), "uint32");
-    assert_eq!(tokens(&l3ds, Split::Train), big);
+    assert_eq!(all_tokens(&l3ds, Split::Train), big);
 
     // Both GPT-2 imports train under mpirun; sample decodes the gpt2 dataset.
     let ck = train_small(&nano, 50304, &dir.join("run_nano"), true);

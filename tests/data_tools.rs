@@ -39,17 +39,6 @@ fn doc_python_blocks() -> Vec<String> {
         .collect()
 }
 
-fn all_tokens(ds: &Path, split: Split) -> Vec<u32> {
-    let m = Manifest::load(ds).unwrap();
-    m.split(split)
-        .iter()
-        .flat_map(|(_, e)| {
-            let f = hdf5::File::open(ds.join(&e.file)).unwrap();
-            f.dataset("tokens").unwrap().read_raw::<u32>().unwrap()
-        })
-        .collect()
-}
-
 #[test]
 fn h5py_reads_prepared_shards() {
     if common::python_or_skip("h5py interoperability", &["h5py", "numpy"]).is_none() {

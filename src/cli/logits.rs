@@ -2,7 +2,6 @@
 //! so its forward can be compared with another implementation's (e.g. the Hugging Face
 //! export loaded in transformers). Single process, CPU, fp32 (the master weights).
 use super::sample::Generator;
-use crate::data::Batch;
 use anyhow::{bail, Context};
 use clap::Args;
 use std::io::Write;
@@ -57,19 +56,7 @@ fn all_logits(gen: &mut Generator, rows: &[Vec<u32>]) -> anyhow::Result<Vec<Vec<
     if t > gen.cfg.ctx {
         bail!("--tokens: {t} tokens, the model's ctx is {}", gen.cfg.ctx);
     }
-    let inputs: Vec<u32> = rows.iter().flatten().copied().collect();
-    let batch = Batch::Tokens {
-        b,
-        t,
-        targets: vec![0; inputs.len()],
-        inputs,
-    };
-    gen.model.set_batch(&batch)?;
-    let root = gen.model.tied_root();
-    for u in 0..gen.params.len() {
-        let r = root.filter(|&r| r != u).map(|r| &gen.params[r]);
-        gen.model.forward_unit(u, &gen.params[u], r)?;
-    }
+    gen.forward(rows)?;
     let mut out = vec![vec![vec![0.0f32; vocab]; t]; b];
     for (i, row) in out.iter_mut().enumerate() {
         for (p, o) in row.iter_mut().enumerate() {

@@ -69,13 +69,13 @@ impl Generator {
         Ok(Generator { model, params, cfg })
     }
 
-    /// Logits of the last position of each row: rows are (b, t) token ids, t <= ctx.
-    fn last_logits(&mut self, rows: &[Vec<u32>], out: &mut Vec<Vec<f32>>) -> anyhow::Result<()> {
-        let t = rows[0].len();
+    /// Runs the model forward over `rows`, (b, t) token ids with t <= ctx; the logits
+    /// are then read with `self.model.logits_at(row, position, out)`.
+    pub(super) fn forward(&mut self, rows: &[Vec<u32>]) -> anyhow::Result<()> {
         let inputs: Vec<u32> = rows.iter().flatten().copied().collect();
         let batch = Batch::Tokens {
             b: rows.len(),
-            t,
+            t: rows.first().map_or(0, Vec::len),
             targets: vec![0; inputs.len()],
             inputs,
         };
@@ -85,6 +85,13 @@ impl Generator {
             let r = root.filter(|&r| r != u).map(|r| &self.params[r]);
             self.model.forward_unit(u, &self.params[u], r)?;
         }
+        Ok(())
+    }
+
+    /// Logits of the last position of each row: rows are (b, t) token ids, t <= ctx.
+    fn last_logits(&mut self, rows: &[Vec<u32>], out: &mut Vec<Vec<f32>>) -> anyhow::Result<()> {
+        self.forward(rows)?;
+        let t = rows[0].len();
         out.resize(rows.len(), vec![0.0; self.cfg.vocab]);
         for (i, o) in out.iter_mut().enumerate() {
             o.resize(self.cfg.vocab, 0.0);

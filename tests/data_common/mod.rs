@@ -121,3 +121,15 @@ pub fn spec(
         prefetch: 2,
     }
 }
+
+/// Every token of `split` of the dataset at `ds`, in shard order.
+pub fn all_tokens(ds: &Path, split: Split) -> Vec<u32> {
+    let m = Manifest::load(ds).unwrap();
+    m.split(split)
+        .iter()
+        .flat_map(|(_, e)| {
+            let f = hdf5::File::open(ds.join(&e.file)).unwrap();
+            f.dataset("tokens").unwrap().read_raw::<u32>().unwrap()
+        })
+        .collect()
+}
