@@ -429,6 +429,14 @@ fn bad_inputs_are_clear_errors() {
         &format!("hf:{}", bad.display()),
         "h.0.attn.c_attn.weight has shape [32, 64], the config's model (n_layer 2, d_model 32, ctx 16, vocab 64) needs [32, 96]",
     );
+    // A file cut short (a copy that did not finish): its header promises more data.
+    let cut = tmp.path().join("cut");
+    std::fs::create_dir(&cut).unwrap();
+    std::fs::write(cut.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    fails_on_every_rank(
+        &format!("hf:{}", cut.display()),
+        "model.safetensors: not a safetensors file: incomplete metadata, file not fully covered",
+    );
     // An LM head that is not the token embedding (zerotrain ties them).
     let head = vec![0u8; 64 * 32 * 4];
     let mut views = st.tensors();
