@@ -76,6 +76,12 @@ fn inspect_verify_consolidate() {
     ] {
         assert!(info.contains(s), "inspect lacks {s:?}:\n{info}");
     }
+    // The tensor list from meta.json: c_attn's weight after ln_1's 2 x 32 values.
+    assert!(
+        info.lines().any(|l| l.contains("h.1.attn.c_attn.weight")
+            && l.contains(" 3072 at         64  shape [32, 96]")),
+        "inspect lacks h.1's c_attn weight:\n{info}"
+    );
     assert!(tool(&["ckpt", "verify", d]).contains("3 rank files"));
 
     let out = t.join("model.h5");

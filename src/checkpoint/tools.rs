@@ -56,6 +56,18 @@ pub fn inspect(path: &Path) -> Result<String> {
             e.padded,
             e.padded / m.world
         );
+        // meta.json's tensor list (absent in older checkpoints): where each named tensor
+        // starts in the unit's canonical flat buffer.
+        for t in e.tensors.iter().flatten() {
+            let _ = writeln!(
+                s,
+                "         {:<32} {:>12} at {:>10}  shape {:?}",
+                t.name,
+                t.shape.iter().product::<usize>(),
+                t.offset,
+                t.shape
+            );
+        }
     }
     let _ = writeln!(s, "files:");
     let mut total = 0u64;
