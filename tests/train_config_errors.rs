@@ -4,6 +4,20 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
+/// Runs `cmd`, which must fail within 30 s (no rank left hanging); returns its stderr.
+fn fails_fast(cmd: std::process::Command) -> String {
+    let t = Instant::now();
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "should fail:\n{stderr}");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    stderr
+}
+
 /// Runs `train` at np 3 with `sets`; returns stderr after checking the job failed fast
 /// and every rank reported.
 fn fails(sets: &[&str], expect: &str) -> String {
@@ -15,15 +29,7 @@ fn fails(sets: &[&str], expect: &str) -> String {
     let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     let mut cmd = mpirun(3);
     cmd.args(&argv);
-    let t = Instant::now();
-    let out = run_with_timeout(cmd, Duration::from_secs(60));
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "{sets:?} should fail");
-    assert!(
-        t.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        t.elapsed()
-    );
+    let stderr = fails_fast(cmd);
     for rank in 0..3 {
         let line = stderr
             .lines()
@@ -149,15 +155,7 @@ fn too_many_threads_are_lowered_and_an_address_space_limit_is_an_error() {
             None => cmd.env_remove(k),
         };
     }
-    let t = Instant::now();
-    let out = run_with_timeout(cmd, Duration::from_secs(60));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "should fail:\n{stderr}");
-    assert!(
-        t.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        t.elapsed()
-    );
+    let stderr = fails_fast(cmd);
     for rank in 0..3 {
         assert!(
             stderr.lines().any(|l| l.starts_with(&format!(
