@@ -38,7 +38,6 @@ pub fn write(
     state_names: &[&str],
     mut piece: impl FnMut(usize) -> anyhow::Result<UnitPiece>,
 ) -> anyhow::Result<()> {
-    crate::data::shard::quiet_hdf5();
     let f = crate::data::h5file::create(path).map_err(|e| CkptError::hdf5(path, "create", e))?;
     for (key, v) in header.fields() {
         f.new_attr::<u64>()
@@ -77,7 +76,7 @@ pub struct RankFile {
 
 impl RankFile {
     pub fn open(path: &Path) -> Result<RankFile> {
-        crate::data::shard::quiet_hdf5();
+        crate::data::h5file::quiet_hdf5();
         let file = hdf5::File::open(path).map_err(|e| CkptError::hdf5(path, "open", e))?;
         Ok(RankFile {
             path: path.to_path_buf(),

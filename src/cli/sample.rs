@@ -9,7 +9,7 @@ use crate::config::{ModelConfig, ModelKind};
 use crate::data::{addition_answer_as_read, addition_val_problems, Batch, Manifest, Vocab};
 use crate::device::{Backend, Cpu};
 use crate::model::{build_model, Model};
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -164,10 +164,12 @@ fn pick(logits: &[f32], temperature: f32, rng: &mut impl Rng) -> u32 {
 }
 
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
-    let vocab = Vocab::load(&args.data)?;
+    let manifest = Manifest::load(&args.data)?;
+    let vocab = Vocab::of(&manifest).with_context(|| args.data.display().to_string())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     if let Some(n) = args.eval_addition {
-        return eval_addition(&args, &vocab, n);
+        let reverse_sum = manifest.reverse_sum.unwrap_or(false);
+        return eval_addition(&args, &vocab, reverse_sum, n);
     }
     let prompt = vocab.encode(&args.prompt)?;
     if prompt.is_empty() {
@@ -182,13 +184,17 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
 
 /// Greedy answers to held-out sums, in batches; prints a few examples (errors first) and
 /// the accuracy.
-fn eval_addition(args: &SampleArgs, vocab: &Vocab, n: usize) -> anyhow::Result<()> {
+fn eval_addition(
+    args: &SampleArgs,
+    vocab: &Vocab,
+    reverse_sum: bool,
+    n: usize,
+) -> anyhow::Result<()> {
     let problems = addition_val_problems(&args.data)?;
     let problems = &problems[..n.min(problems.len())];
     if problems.is_empty() {
         bail!("{}: no held-out sums to evaluate", args.data.display());
     }
-    let reverse_sum = Manifest::load(&args.data)?.reverse_sum.unwrap_or(false);
     const BATCH: usize = 64;
     let mut gen = Generator::load(&args.checkpoint, BATCH)?;
     let Some(&newline) = vocab.encode("\n")?.first() else {

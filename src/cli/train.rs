@@ -77,7 +77,10 @@ fn run_job(
     let stop = agree(dist, StopWatch::install(&cfg.train, started))?;
     if cfg.system.collective_timeout > 0.0 {
         let timeout = Duration::from_secs_f64(cfg.system.collective_timeout);
-        agree(dist, Watchdog::start(dist, timeout))?;
+        // Bound everywhere before the collective exchange, so a rank that cannot bind
+        // fails with the others instead of leaving them in the exchange.
+        let listening = agree(dist, Watchdog::bind(dist))?;
+        agree(dist, listening.start(dist, timeout))?;
     }
     let threads = usable_threads(dist, cfg.system.threads);
     agree(dist, crate::device::check_blas_room(threads))?;
@@ -439,11 +442,7 @@ fn stopped_message(cfg: &Config, step: usize) {
 
 /// What to change when the loss diverges: the learning rate, and clipping when it is off.
 fn diverged_hint(cfg: &Config, lr: f64) -> String {
-    let clip = if cfg.train.clip_grad > 0.0 {
-        String::new()
-    } else {
-        " or set train.clip_grad (e.g. 1.0)".to_string()
-    };
+    let clip = crate::optim::clip_hint(cfg.train.clip_grad > 0.0);
     format!("lower train.lr (the step ran at {lr:.3e}){clip}")
 }
 

@@ -87,33 +87,16 @@ impl IntType {
         }
     }
     /// Appends `vs` as little-endian bytes of this type (what checksums are computed
-    /// on), matching on the type once for the whole slice.
-    pub fn extend_le(self, vs: &[i64], out: &mut Vec<u8>) {
-        out.reserve(vs.len() * self.size());
+    /// on), matching on the type once for the whole sequence.
+    pub fn extend_le(self, vs: impl IntoIterator<Item = i64>, out: &mut Vec<u8>) {
+        let vs = vs.into_iter();
+        out.reserve(vs.size_hint().0 * self.size());
         match self {
-            IntType::Uint8 => out.extend(vs.iter().map(|&v| v as u8)),
-            IntType::Uint16 => vs
-                .iter()
-                .for_each(|&v| out.extend_from_slice(&(v as u16).to_le_bytes())),
-            IntType::Uint32 => vs
-                .iter()
-                .for_each(|&v| out.extend_from_slice(&(v as u32).to_le_bytes())),
-            IntType::Int32 => vs
-                .iter()
-                .for_each(|&v| out.extend_from_slice(&(v as i32).to_le_bytes())),
-            IntType::Int64 => vs
-                .iter()
-                .for_each(|&v| out.extend_from_slice(&v.to_le_bytes())),
-        }
-    }
-    /// Appends `v` as little-endian bytes of this type.
-    pub fn push_le(self, v: i64, out: &mut Vec<u8>) {
-        match self {
-            IntType::Uint8 => out.push(v as u8),
-            IntType::Uint16 => out.extend_from_slice(&(v as u16).to_le_bytes()),
-            IntType::Uint32 => out.extend_from_slice(&(v as u32).to_le_bytes()),
-            IntType::Int32 => out.extend_from_slice(&(v as i32).to_le_bytes()),
-            IntType::Int64 => out.extend_from_slice(&v.to_le_bytes()),
+            IntType::Uint8 => out.extend(vs.map(|v| v as u8)),
+            IntType::Uint16 => vs.for_each(|v| out.extend_from_slice(&(v as u16).to_le_bytes())),
+            IntType::Uint32 => vs.for_each(|v| out.extend_from_slice(&(v as u32).to_le_bytes())),
+            IntType::Int32 => vs.for_each(|v| out.extend_from_slice(&(v as i32).to_le_bytes())),
+            IntType::Int64 => vs.for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         }
     }
 }

@@ -10,9 +10,6 @@ use std::path::{Path, PathBuf};
 /// Elements read at a time when a whole shard is scanned (`verify`).
 const SCAN_CHUNK: usize = 1 << 20;
 
-/// Where the checkpoint code has always found it.
-pub use super::h5file::quiet_hdf5;
-
 /// An open shard; the datasets stay open for the loader's lifetime.
 pub struct Shard {
     pub path: PathBuf,
@@ -160,10 +157,10 @@ impl Shard {
             return Err(DataError::shard(
                 &self.path,
                 format!(
-                    "checksum mismatch: manifest.json says crc32 {:08x}, the data gives \
-                     {crc:08x} (the shard changed after the manifest was written, or is \
-                     corrupt)",
-                    self.crc32
+                    "checksum mismatch: manifest.json says crc32 {}, the data gives {} (the \
+                     shard changed after the manifest was written, or is corrupt)",
+                    crate::checksum::hex(self.crc32),
+                    crate::checksum::hex(crc)
                 ),
             ));
         }
@@ -249,7 +246,7 @@ impl Shard {
 
     /// Scans the whole shard in chunks: checks every id is `< limit` and returns the
     /// CRC-32 of the data values (see `ShardEntry::crc32`). For `verify`.
-    pub fn scan(&self, limit: usize) -> Result<u32, DataError> {
+    fn scan(&self, limit: usize) -> Result<u32, DataError> {
         let mut crc = crc32fast::Hasher::new();
         let mut bytes = Vec::new();
         let n = self.count as usize;
@@ -277,19 +274,11 @@ impl Shard {
                 .1
                 .read_slice_1d::<i64, _>(c..e)
                 .map_err(|e| self.read_err(ids.0, e))?;
-            let owned;
-            let a = match a.as_slice() {
-                Some(a) => a,
-                None => {
-                    owned = a.to_vec();
-                    &owned[..]
-                }
-            };
             if let Some(j) = a.iter().position(|&v| v < 0 || v as usize >= limit) {
                 return Err(self.range_err(ids.0, (c + j) as u64, a[j], limit));
             }
             bytes.clear();
-            self.dtype.extend_le(a, &mut bytes);
+            self.dtype.extend_le(a.iter().copied(), &mut bytes);
             crc.update(&bytes);
         }
         Ok(crc.finalize())

@@ -109,10 +109,8 @@ fn addition(o: &SynthOptions) -> Result<Manifest> {
                     true => (format!("{:0s$}", a + b), format!("{a:0w$}+{b:0w$}=")),
                     false => ((a + b).to_string(), format!("{a}+{b}=")),
                 };
-                let sum = match o.reverse_sum {
-                    true => sum.chars().rev().collect(),
-                    false => sum,
-                };
+                // Written as read back, reversed: reversing undoes itself.
+                let sum = addition_answer_as_read(&sum, o.reverse_sum);
                 format!("{prompt}{sum}\n")
             })
             .collect();

@@ -17,10 +17,8 @@ fn h5err(path: &Path, e: hdf5::Error) -> DataError {
 
 /// CRC-32 of `ids` as little-endian bytes of `dtype`.
 fn crc_ids(ids: &[u32], dtype: IntType, crc: &mut crc32fast::Hasher) {
-    let mut bytes = Vec::with_capacity(ids.len() * dtype.size());
-    for &v in ids {
-        dtype.push_le(v as i64, &mut bytes);
-    }
+    let mut bytes = Vec::new();
+    dtype.extend_le(ids.iter().map(|&v| i64::from(v)), &mut bytes);
     crc.update(&bytes);
 }
 

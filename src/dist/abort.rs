@@ -6,7 +6,6 @@
 use std::os::raw::c_int;
 
 use mpi::ffi;
-use mpi::raw::AsRaw;
 
 use super::Dist;
 
@@ -20,10 +19,18 @@ pub fn abort_on_error(dist: &Dist, err: &anyhow::Error) -> ! {
     // Errors from `dist` already name the rank; do not say it twice.
     let chain = chain.strip_prefix(&prefix).unwrap_or(&chain);
     eprint_line(&format!("{prefix}{chain}"));
-    // SAFETY: MPI is initialised (a Dist exists) and the world communicator is valid.
-    unsafe { ffi::MPI_Abort(dist.world().comm.as_raw(), 1) };
+    // MPI is initialised: a Dist exists.
+    abort_world(1)
+}
+
+/// `MPI_Abort(MPI_COMM_WORLD, code)`, then the process exits with `code` whatever the
+/// library did. Only once MPI is initialised and not finalized.
+pub(super) fn abort_world(code: i32) -> ! {
+    // SAFETY: the caller has MPI initialised and not finalized; MPI_COMM_WORLD is always
+    // valid then.
+    unsafe { ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, code) };
     // MPI_Abort does not return on a conforming library; make sure the process ends anyway.
-    std::process::exit(1)
+    std::process::exit(code)
 }
 
 /// Makes any panic on this process, on any thread, log `rank R: panic at FILE:LINE: MSG`
@@ -62,9 +69,7 @@ pub fn install_panic_hook(rank: usize) {
             eprint_line(&format!(
                 "rank {rank}: aborting the job (MPI_Abort) after the panic"
             ));
-            // SAFETY: MPI is initialised and not finalized; MPI_COMM_WORLD is always valid.
-            unsafe { ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, 101) };
-            std::process::exit(101)
+            abort_world(101)
         }
     }));
 }

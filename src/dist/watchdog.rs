@@ -11,6 +11,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::abort::abort_world;
 use super::peer_status::{ask_all, Answer, Peer, StatusServer};
 use super::{eprint_line, Dist};
 
@@ -73,11 +74,24 @@ fn describe(a: &Activity) -> String {
 /// The running watchdog; it stops with the process.
 pub struct Watchdog;
 
+/// This rank's status server, bound but not yet known to the others: the first half of
+/// starting a watchdog, local, so that a failure here can be agreed on by every rank
+/// before [`Listening::start`]'s collective exchange.
+pub struct Listening(StatusServer);
+
 impl Watchdog {
+    /// Binds this rank's status server (local: no collective).
+    pub fn bind(dist: &Dist) -> anyhow::Result<Listening> {
+        StatusServer::bind(dist.rank()).map(Listening)
+    }
+}
+
+impl Listening {
     /// Starts the watchdog with `timeout` (collective over the world: the ranks exchange
-    /// where their status servers listen). Progress is counted from now.
-    pub fn start(dist: &Dist, timeout: Duration) -> anyhow::Result<Watchdog> {
-        let server = StatusServer::bind(dist.rank())?;
+    /// where their status servers listen; every rank must have bound one). Progress is
+    /// counted from now.
+    pub fn start(self, dist: &Dist, timeout: Duration) -> anyhow::Result<Watchdog> {
+        let server = self.0;
         let peers = server.exchange(dist.world())?;
         note("set-up", None);
         let rank = dist.rank();
@@ -151,9 +165,8 @@ fn fire(rank: usize, a: &Activity, peers: &[Peer], timeout: Duration) -> ! {
     eprint_line(&format!(
         "rank {rank}: watchdog: {verdict}; aborting the job (exit code {EXIT_HUNG})"
     ));
-    // SAFETY: MPI is initialised (the watchdog starts after Dist::init). Calling MPI_Abort
-    // off the main thread is outside MPI_THREAD_FUNNELED's contract, as for the panic
-    // hook: Open MPI and MPICH end the job from there, and the alternative is a hang.
-    unsafe { mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, EXIT_HUNG) };
-    std::process::exit(EXIT_HUNG)
+    // MPI is initialised (the watchdog starts after Dist::init). Calling MPI_Abort off
+    // the main thread is outside MPI_THREAD_FUNNELED's contract, as for the panic hook:
+    // Open MPI and MPICH end the job from there, and the alternative is a hang.
+    abort_world(EXIT_HUNG)
 }

@@ -45,9 +45,7 @@ pub struct Mlp<B: Backend> {
     /// Ping-pong gradient buffers (N, max width).
     dbuf: [B::Buf; 2],
     loss: CrossEntropy<B>,
-    /// Host copies for [`Model::correct`]: the batch's labels (N,) and the logits
-    /// (N, classes), allocated once.
-    labels: Vec<u32>,
+    /// Host copy of the logits (N, classes) for [`Model::correct`], allocated once.
     logits_host: Vec<f32>,
 }
 
@@ -84,7 +82,6 @@ impl<B: Backend> Mlp<B> {
             hs,
             dbuf: [be.alloc(n * widest)?, be.alloc(n * widest)?],
             loss: CrossEntropy::new(&*be, n)?,
-            labels: vec![0; n],
             logits_host: vec![0.0; n * cfg.classes],
             be,
         })
@@ -156,7 +153,6 @@ impl<B: Backend> Model<B> for Mlp<B> {
         }
         self.be.upload(&mut self.x, x);
         self.loss.set_targets(&*self.be, y);
-        self.labels[..b].copy_from_slice(y);
         self.b = b;
         Ok(())
     }
@@ -183,12 +179,12 @@ impl<B: Backend> Model<B> for Mlp<B> {
     fn set_grad_scale(&mut self, s: f32) {
         self.loss.set_grad_scale(s);
     }
-    fn correct(&mut self) -> Option<(usize, usize)> {
+    fn correct(&mut self, labels: &[u32]) -> Option<(usize, usize)> {
         let (n, c) = (self.b, self.classes());
         // logits: (n, c) row-major, the last layer's output.
         let host = &mut self.logits_host[..n * c];
         self.be.download(&self.hs[self.layers.len() - 1], host);
-        Some((count_correct(host, &self.labels[..n], c), n))
+        Some((count_correct(host, labels.get(..n)?, c), n))
     }
 
     fn backward_unit(

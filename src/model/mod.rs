@@ -52,10 +52,10 @@ pub trait Model<B: Backend> {
     /// Mean cross-entropy over the batch's targets; valid after the last unit's forward.
     fn loss(&self) -> f32;
     /// `Some((correct, rows))`: how many of the last forward's rows the model classified
-    /// right (argmax of the logits = the label), of how many; valid after the last unit's
+    /// right (argmax of the logits = `labels`, the batch's), of how many; valid after the last unit's
     /// forward, before backward (it reads the logits back to the host). `None` for a model
     /// that reports no accuracy (GPT: not a classifier).
-    fn correct(&mut self) -> Option<(usize, usize)> {
+    fn correct(&mut self, _labels: &[u32]) -> Option<(usize, usize)> {
         None
     }
     /// Backward starts from `s * d(mean loss)/d(logits)` (for averaging over ranks and

@@ -50,3 +50,13 @@ pub fn clip_coef(global_norm: f64, max_norm: f64) -> f32 {
         1.0
     }
 }
+
+/// What a diverged-loss message adds when clipping is off (`train.clip_grad = 0`): the
+/// cli's loss check and the engine's non-finite gradient check say the same.
+pub fn clip_hint(clipping: bool) -> &'static str {
+    if clipping {
+        ""
+    } else {
+        " or set train.clip_grad (e.g. 1.0)"
+    }
+}

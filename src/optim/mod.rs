@@ -11,7 +11,7 @@ mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamCoef, AdamDecay, AdamRule};
-pub use clip::{clip_coef, has_non_finite, sum_squares};
+pub use clip::{clip_coef, clip_hint, has_non_finite, sum_squares};
 pub use scaler::{LossScaler, ScalerError};
 pub use schedule::lr_at;
 pub use sgd::{Sgd, SgdRule};

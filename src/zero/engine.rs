@@ -324,7 +324,10 @@ impl<'d, B: Backend> Engine<'d, B> {
             .sync()
             .map_err(|e| e.context("device error in evaluation"))?;
         let local = self.model.loss() as f64;
-        let correct = self.model.correct();
+        let correct = match batch {
+            Batch::Features { y, .. } => self.model.correct(y),
+            _ => None,
+        };
         self.params.release_all(&self.core);
         let mut scratch = CommStats::default();
         let dp = self.core.dp.group;
@@ -422,11 +425,7 @@ impl<'d, B: Backend> Engine<'d, B> {
         let stop = asked > 0.0;
         if !sumsq.is_finite() {
             if self.core.plan.dtype != DType::Fp16 {
-                let clip = if self.clip_max.is_some() {
-                    ""
-                } else {
-                    " or set train.clip_grad (e.g. 1.0)"
-                };
+                let clip = crate::optim::clip_hint(self.clip_max.is_some());
                 anyhow::bail!(
                     "non-finite gradient at step {} (loss {loss:.4e}): training diverged; lower train.lr{clip}",
                     self.step + 1

@@ -13,4 +13,3 @@ mod tokenizer;
 pub use export::{export_hf, ExportOptions, Exported};
 pub use import::{init_dir, HfInit};
 pub use names::{ConfigJson, CONFIG_FILE, INDEX_FILE, SINGLE_FILE};
-pub use tokenizer::BPE_FILES;

@@ -16,8 +16,6 @@ pub const CONFIG_FILE: &str = "config.json";
 const PREFIX: &str = "transformer.";
 /// The LM head: tied to `wte.weight` in zerotrain, so never a parameter of its own.
 pub const LM_HEAD: &str = "lm_head.weight";
-/// GPT-2's first token id past the BPE merges, `<|endoftext|>` (bos and eos).
-pub const GPT2_EOT: usize = 50256;
 
 /// The name `GPT2LMHeadModel.state_dict()` gives zerotrain's tensor `name`
 /// (`h.0.attn.c_attn.weight` -> `transformer.h.0.attn.c_attn.weight`), as
@@ -118,7 +116,8 @@ fn init_range() -> f64 {
 impl ConfigJson {
     /// The config of GPT `m` stored as `dtype`.
     pub fn of(m: &ModelConfig, dtype: DType) -> ConfigJson {
-        let eot = (m.vocab > GPT2_EOT).then_some(GPT2_EOT);
+        let eot_id = crate::data::gpt2_bpe::EOT as usize;
+        let eot = (m.vocab > eot_id).then_some(eot_id);
         ConfigJson {
             architectures: vec!["GPT2LMHeadModel".into()],
             model_type: "gpt2".into(),

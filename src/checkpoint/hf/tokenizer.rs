@@ -3,12 +3,9 @@
 //! `data prepare --tokenizer gpt2` writes) are copied, with the `tokenizer_config.json`
 //! and `special_tokens_map.json` that `GPT2TokenizerFast.from_pretrained` reads.
 use super::export::write_json;
+use crate::data::gpt2_bpe::{EOT_TEXT as EOT, HF_FILES};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
-
-/// The GPT-2 BPE files, as transformers names them.
-pub const BPE_FILES: [&str; 2] = ["vocab.json", "merges.txt"];
-const EOT: &str = "<|endoftext|>";
 
 /// Copies the tokenizer of dataset `data` into `out` for a model of context `ctx`.
 /// Returns the files written, or none (with why) when the dataset's tokenizer is not
@@ -32,7 +29,7 @@ pub fn export_tokenizer(
         )));
     }
     let mut files = Vec::new();
-    for f in BPE_FILES {
+    for f in HF_FILES {
         let src = data.join(f);
         if !src.is_file() {
             bail!(
