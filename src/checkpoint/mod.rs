@@ -25,6 +25,7 @@ pub use load::{resume, Resumed};
 pub use lock::{lock_dir, DirLock, LOCK_FILE};
 pub use meta::{config_digest, FileEntry, Meta, TensorEntry, UnitEntry, FORMAT, META_FILE};
 pub use paths::{list_steps, rank_file_name, resolve, step_dir_name, LATEST};
+pub use plan::resumes;
 pub use reader::Checkpoint;
 pub use save::{save, should_save};
 pub use saver::{Due, Saver, WriteFailed};

@@ -48,6 +48,17 @@ pub fn shared_plan(dist: &Dist, cfg: &CheckpointConfig) -> anyhow::Result<Plan> 
     }
 }
 
+/// Whether [`plan`] may resume for `cfg` (no I/O beyond one `exists`, no log): a path
+/// always, `auto` only with a `dir` holding `latest`. `auto` can still start fresh where
+/// every checkpoint in `dir` is damaged.
+pub fn resumes(cfg: &CheckpointConfig) -> bool {
+    match cfg.resume.as_str() {
+        "" => false,
+        "auto" => !cfg.dir.is_empty() && Path::new(&cfg.dir).join(LATEST).exists(),
+        _ => true,
+    }
+}
+
 /// This process's plan for `cfg`.
 pub fn plan(cfg: &CheckpointConfig) -> Result<Plan> {
     match cfg.resume.as_str() {

@@ -184,7 +184,9 @@ pub(crate) fn build_engine<'d, B: Backend + 'static>(
     backend: Arc<B>,
 ) -> anyhow::Result<Engine<'d, B>> {
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
-    let hf_dir = checkpoint::hf::init_dir(&cfg.model.init).filter(|_| !will_resume(cfg));
+    // Not read when checkpoint.resume will load a checkpoint (checkpoint::resumes).
+    let hf_dir =
+        checkpoint::hf::init_dir(&cfg.model.init).filter(|_| !checkpoint::resumes(&cfg.checkpoint));
     match hf_dir {
         // Every rank opens and checks the directory (no collective; the caller agrees
         // on the outcome), then reads each unit as the engine builds it.
@@ -201,18 +203,6 @@ pub(crate) fn build_engine<'d, B: Backend + 'static>(
             )
         }
         None => Engine::new(dist.world(), dist.world(), backend, model, cfg),
-    }
-}
-
-/// Whether `checkpoint.resume` will load a checkpoint, so that `model.init` is not read:
-/// a named path always (a bad one is resume's error), `"auto"` when `dir/latest` exists.
-fn will_resume(cfg: &Config) -> bool {
-    match cfg.checkpoint.resume.as_str() {
-        "" => false,
-        "auto" => std::path::Path::new(&cfg.checkpoint.dir)
-            .join(checkpoint::LATEST)
-            .exists(),
-        _ => true,
     }
 }
 
