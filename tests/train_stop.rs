@@ -96,12 +96,15 @@ fn a_signal_saves_and_resume_equals_an_uninterrupted_run() {
         Some(EXIT_STOPPED),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    for rank in 0..2 {
-        assert!(
-            stderr.contains(&format!("[rank {rank}] WARN SIGUSR1: saving a checkpoint")),
-            "rank {rank} did not report the signal:\n{stderr}"
-        );
-    }
+    // mpirun forwards the signal to each rank on its own: a rank whose copy lands after
+    // another's flag has already stopped the job (it travels in the step's all-reduce)
+    // never reaches a boundary to announce it, so one announcement is what is certain.
+    assert!(
+        (0..2).any(
+            |rank| stderr.contains(&format!("[rank {rank}] WARN SIGUSR1: saving a checkpoint"))
+        ),
+        "no rank reported the signal:\n{stderr}"
+    );
     let stopped = latest_step(&b);
     assert!((5..300).contains(&stopped), "stopped at {stopped}");
     assert!(
