@@ -11,7 +11,7 @@ use zerotrain::data::Batch;
 use zerotrain::device::Cpu;
 use zerotrain::dist::Dist;
 use zerotrain::model::build_model;
-use zerotrain::zero::Engine;
+use zerotrain::zero::{Engine, Groups};
 
 mod alloc_counter;
 use alloc_counter::allocs;
@@ -46,7 +46,7 @@ fn steady_state_engine_steps_do_not_allocate() {
             let cfg = Config::load(None, &sets).unwrap();
             let backend = Arc::new(if device { Cpu::sim(1) } else { Cpu::new(1) });
             let model = build_model(&cfg.model, 2, backend.clone()).unwrap();
-            let mut engine = Engine::new(dist.world(), dist.world(), backend, model, &cfg).unwrap();
+            let mut engine = Engine::new(Groups::flat(dist.world()), backend, model, &cfg).unwrap();
             let mut data = batches(12);
             let mut next = move || Ok(data.pop().unwrap_or_else(|| unreachable!()));
             for _ in 0..3 {

@@ -38,7 +38,7 @@ pub fn save<B: Backend>(
     loader: LoaderState,
 ) -> anyhow::Result<PathBuf> {
     let t0 = Instant::now();
-    let draft = draft_meta(dist, engine, cfg, step, loader);
+    let draft = draft_meta(engine, cfg, step, loader);
     let target = begin(dist, cfg, step)?;
     let job = RankJob::new(dist, engine, &target);
     let written = job.write(|u| engine.export_unit(u));
@@ -83,11 +83,13 @@ pub fn begin(dist: &Dist, cfg: &Config, step: u64) -> anyhow::Result<Target> {
     })
 }
 
-/// What this rank writes: its file in the target, its header, the unit and state names.
-/// Holds no reference to the engine or MPI, so it can move to a background thread.
+/// What this rank writes: its file in the target, its header, the unit and state names;
+/// no file where another rank writes the same states (hybrid sharding's replicas:
+/// `Engine::checkpoint_file`). Holds no reference to the engine or MPI, so it can move to
+/// a background thread.
 pub struct RankJob {
     rank: usize,
-    file: PathBuf,
+    file: Option<PathBuf>,
     header: rank_file::Header,
     units: Vec<String>,
     state_names: &'static [&'static str],
@@ -95,13 +97,16 @@ pub struct RankJob {
 
 impl RankJob {
     pub fn new<B: Backend>(dist: &Dist, engine: &Engine<'_, B>, target: &Target) -> RankJob {
+        let (file_rank, files) = engine.checkpoint_file().unwrap_or((0, 0));
         RankJob {
             rank: dist.rank(),
-            file: target.tmp.join(rank_file_name(dist.rank())),
+            file: engine
+                .checkpoint_file()
+                .map(|(r, _)| target.tmp.join(rank_file_name(r))),
             header: rank_file::Header {
                 step: target.step,
-                rank: dist.rank(),
-                world: dist.size(),
+                rank: file_rank,
+                world: files,
             },
             units: engine
                 .layout()
@@ -114,30 +119,45 @@ impl RankJob {
     }
 
     /// Writes the rank file from `piece(u)` (asked for unit by unit), fsyncs it, and
-    /// returns its size and CRC-32. No MPI.
+    /// returns it (none for a rank that writes no file). No MPI.
     pub fn write(
         &self,
         piece: impl FnMut(usize) -> anyhow::Result<UnitPiece>,
-    ) -> anyhow::Result<(u64, u32)> {
-        let run = || -> anyhow::Result<(u64, u32)> {
+    ) -> anyhow::Result<Option<WrittenFile>> {
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        let run = || -> anyhow::Result<Option<WrittenFile>> {
             rank_file::write(
-                &self.file,
+                file,
                 self.header,
                 &self.units,
                 self.state_names,
                 piece,
             )?;
-            sync_path(&self.file)?;
-            Ok(file_crc32(&self.file)?)
+            sync_path(file)?;
+            let (bytes, crc32) = file_crc32(file)?;
+            Ok(Some(WrittenFile {
+                number: self.header.rank,
+                bytes,
+                crc32,
+            }))
         };
         run().with_context(|| format!("rank {}: writing checkpoint", self.rank))
     }
 }
 
+/// A rank file on disk: its number (`rank-NNNNN.h5`), size and CRC-32.
+#[derive(Debug, Clone, Copy)]
+pub struct WrittenFile {
+    pub number: usize,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
 /// meta.json of a save after `step`, its `files` left to the commit. Captured at the
 /// step boundary: a background write must not record a later state.
 pub fn draft_meta<B: Backend>(
-    dist: &Dist,
     engine: &Engine<'_, B>,
     cfg: &Config,
     step: u64,
@@ -147,7 +167,8 @@ pub fn draft_meta<B: Backend>(
         format: FORMAT,
         step,
         optimizer_steps: engine.step,
-        world: dist.size(),
+        // The rank files: one per shard (every rank, unless replicas hold copies).
+        world: engine.layout().world,
         stage: engine.plan().stage,
         dtype: engine.plan().dtype,
         reduce_dtype: cfg.precision.reduce(),
@@ -173,27 +194,33 @@ pub fn draft_meta<B: Backend>(
     }
 }
 
-/// Collective, after every rank wrote its file (`written`: this rank's size and CRC-32,
-/// or its error): an all-gather brings sizes and checksums to every rank (it doubles as
-/// the barrier: every file is on disk once it returns), then rank 0 writes meta.json,
-/// renames the directory into place, points `latest` at it and prunes; a barrier.
+/// Collective, after every rank wrote its file (`written`: this rank's file, none where
+/// it writes no file, or its error): an all-gather brings
+/// them to every rank (it doubles as the barrier: every file is on disk once it returns),
+/// then rank 0 writes meta.json, renames the directory into place, points `latest` at it
+/// and prunes; a barrier.
 pub fn commit(
     dist: &Dist,
     target: &Target,
     mut meta: Meta,
-    written: anyhow::Result<(u64, u32)>,
+    written: anyhow::Result<Option<WrittenFile>>,
     keep: usize,
 ) -> anyhow::Result<PathBuf> {
-    let (bytes, crc) = written?;
-    let all = dist.world().all_gather_u64s(&[bytes, crc as u64])?;
+    // (file number + 1, 0 for none; bytes; CRC-32), a u32 widened for the gather.
+    let mine = match written? {
+        Some(f) => [f.number as u64 + 1, f.bytes, f.crc32 as u64],
+        None => [0, 0, 0],
+    };
+    let all = dist.world().all_gather_u64s(&mine)?;
     if dist.is_root() {
-        meta.files = all
-            .chunks(2)
-            .enumerate()
-            .map(|(r, c)| FileEntry {
-                name: rank_file_name(r),
-                bytes: c[0],
-                crc32: crate::checksum::hex(c[1] as u32), // a u32, widened for the gather
+        let mut files: Vec<&[u64]> = all.chunks(3).filter(|c| c[0] > 0).collect();
+        files.sort_unstable_by_key(|c| c[0]);
+        meta.files = files
+            .iter()
+            .map(|c| FileEntry {
+                name: rank_file_name(c[0] as usize - 1),
+                bytes: c[1],
+                crc32: crate::checksum::hex(c[2] as u32),
             })
             .collect();
         commit_root(target, &meta, keep)?;

@@ -15,7 +15,7 @@
 //! sees it, after each rank's own writer ended; the previous checkpoint stays `latest`.
 //! A save due while one is in flight waits for it; a stop and the last step wait for it
 //! too and then save in the foreground.
-use super::save::{begin, commit, draft_meta, save, RankJob, Target};
+use super::save::{begin, commit, draft_meta, save, RankJob, Target, WrittenFile};
 use super::share::gather_messages;
 use super::Meta;
 use crate::config::Config;
@@ -27,7 +27,7 @@ use crate::zero::{Engine, UnitPiece};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-type Written = anyhow::Result<(u64, u32)>;
+type Written = anyhow::Result<Option<WrittenFile>>;
 
 /// A background write failed on some rank; every rank returns this alike (agreed in a
 /// collective at a step boundary, with no collective in flight), so the job can end
@@ -222,7 +222,7 @@ fn start<B: Backend>(
     loader: LoaderState,
 ) -> anyhow::Result<InFlight> {
     let started = Instant::now();
-    let meta = draft_meta(dist, engine, cfg, step, loader);
+    let meta = draft_meta(engine, cfg, step, loader);
     let pieces: Vec<UnitPiece> = (0..engine.layout().units.len())
         .map(|u| engine.export_unit(u))
         .collect::<anyhow::Result<_>>()?;

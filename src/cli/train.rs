@@ -11,17 +11,19 @@
 use super::divergence::DivergenceGuard;
 use super::stop::{StopWatch, EXIT_STOPPED};
 use crate::checkpoint;
-use crate::config::{Config, DataSource, ModelKind};
+use crate::config::{Config, DataSource, ModelKind, ShardGroup};
 use crate::data::batch::Batch;
 use crate::data::{open_source, BatchSource, Feed, LoaderSpec, LoaderState, Split};
 use crate::device::dispatch::{run_on, OnBackend};
 use crate::device::select::DeviceChoice;
 use crate::device::Backend;
 use crate::dist::watchdog::{self, Watchdog};
-use crate::dist::{abort_on_error, eprint_line, Dist, ScalarOp};
-use crate::metrics::{summary_table, MemCounter, MetricsWriter, PhaseTimes, Progress, StepRecord};
+use crate::dist::{abort_on_error, eprint_line, Dist, Mesh, ScalarOp};
+use crate::metrics::{
+    summary_table, MemCounter, MetricsWriter, NodeBytes, PhaseTimes, Progress, StepRecord,
+};
 use crate::model::build_model;
-use crate::zero::{Engine, StepOutcome};
+use crate::zero::{Engine, Groups, StepOutcome};
 use clap::Args;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,7 +123,8 @@ impl OnBackend for TrainOn<'_> {
     type Out = Result<Ended, Reported>;
     fn run<B: Backend + 'static>(self, backend: Arc<B>) -> Result<Ended, Reported> {
         let (dist, cfg, mut stop) = (self.dist, self.cfg, self.stop);
-        let mut engine = agree(dist, build_engine(dist, cfg, backend))?;
+        let mesh = agree(dist, shard_mesh(dist, cfg))?;
+        let mut engine = agree(dist, build_engine(dist, &mesh, cfg, backend))?;
         // Collective (NCCL where it loads on every rank, if system.collectives allows). A
         // failure may leave other ranks inside NCCL's join, so it aborts the job.
         if let Err(e) = engine.connect_collectives() {
@@ -176,13 +179,33 @@ fn agree<T>(dist: &Dist, local: anyhow::Result<T>) -> Result<T, Reported> {
     Err(Reported)
 }
 
-/// The model and this rank's states on `backend` (no collectives); `bench step` builds
-/// its engine here too, so it measures what `train` runs.
+/// The shard and replica groups `zero.shard_group` asks for (collective; the same
+/// outcome on every rank), or `None` where the states are sharded over the whole world
+/// (a shard group as large as the world has no replicas).
+pub(crate) fn shard_mesh(dist: &Dist, cfg: &Config) -> anyhow::Result<Option<Mesh>> {
+    let mesh = match cfg.zero.shard_group().map_err(anyhow::Error::msg)? {
+        ShardGroup::World => return Ok(None),
+        ShardGroup::Node if dist.local_size() == dist.size() => return Ok(None),
+        ShardGroup::Ranks(k) if k == dist.size() => return Ok(None),
+        ShardGroup::Node => dist.mesh_by_node()?,
+        ShardGroup::Ranks(k) => dist.mesh_by_blocks(k)?,
+    };
+    Ok(Some(mesh))
+}
+
+/// The model and this rank's states on `backend` (no collectives), sharded over `mesh`
+/// (or the world); `bench step` builds its engine here too, so it measures what `train`
+/// runs.
 pub(crate) fn build_engine<'d, B: Backend + 'static>(
     dist: &'d Dist,
+    mesh: &'d Option<Mesh>,
     cfg: &Config,
     backend: Arc<B>,
 ) -> anyhow::Result<Engine<'d, B>> {
+    let groups = match mesh {
+        Some(m) => Groups::hybrid(dist.world(), m),
+        None => Groups::flat(dist.world()),
+    };
     let model = build_model(&cfg.model, cfg.train.micro_batch, backend.clone())?;
     // Not read when checkpoint.resume will load a checkpoint (checkpoint::resumes).
     let hf_dir =
@@ -193,16 +216,9 @@ pub(crate) fn build_engine<'d, B: Backend + 'static>(
         Some(dir) => {
             let hf = checkpoint::hf::HfInit::open(dir, &cfg.model)?;
             let mut init = |u: usize| hf.unit(u);
-            Engine::with_init(
-                dist.world(),
-                dist.world(),
-                backend,
-                model,
-                cfg,
-                Some(&mut init),
-            )
+            Engine::with_init(groups, backend, model, cfg, Some(&mut init))
         }
-        None => Engine::new(dist.world(), dist.world(), backend, model, cfg),
+        None => Engine::new(groups, backend, model, cfg),
     }
 }
 
@@ -512,6 +528,11 @@ fn record<B: crate::device::Backend>(
         [out.transfers.h2d as f64, out.transfers.d2h as f64],
         ScalarOp::Max,
     );
+    // Counts below 2^53 add exactly in f64.
+    let [intra_node, inter_node] = dist.world().all_reduce_f64s(
+        [out.comm.bytes.intra_node as f64, out.comm.bytes.inter_node as f64],
+        ScalarOp::Sum,
+    );
     StepRecord {
         step: step as u64 + 1,
         loss: out.loss,
@@ -527,6 +548,10 @@ fn record<B: crate::device::Backend>(
         mem: MemCounter::from_array(mem_arr),
         mem_ranks,
         comm: out.comm.counter,
+        comm_bytes: NodeBytes {
+            intra_node: intra_node as u64,
+            inter_node: inter_node as u64,
+        },
         skipped: out.skipped,
         h2d_bytes: h2d as u64,
         d2h_bytes: d2h as u64,

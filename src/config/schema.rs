@@ -210,6 +210,52 @@ pub struct ZeroConfig {
     pub prefetch: bool,
     /// Stage 3: free gathered parameters after forward (false keeps them until backward).
     pub reshard_after_forward: bool,
+    /// The ranks states are sharded over: "world" (all), "node" (the ranks of one node,
+    /// replicated across nodes: hybrid sharding, HSDP), or a number K (blocks of K
+    /// consecutive ranks, written as a number or a string). See [`ShardGroup`].
+    #[serde(deserialize_with = "string_or_number")]
+    pub shard_group: String,
+}
+
+/// A string, or a whole number kept as its digits (`zero.shard_group = 2` or `"2"`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Text(s) => s,
+        Either::Number(n) => n.to_string(),
+    })
+}
+
+/// Where `zero.shard_group` shards the states (docs/architecture.md, "Hybrid sharding").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardGroup {
+    /// Over every rank.
+    World,
+    /// Over the ranks of each node; the nodes hold replicas.
+    Node,
+    /// Over blocks of this many consecutive ranks; the blocks hold replicas.
+    Ranks(usize),
+}
+
+impl ZeroConfig {
+    /// `shard_group` parsed, or why it does not parse.
+    pub fn shard_group(&self) -> Result<ShardGroup, String> {
+        match self.shard_group.as_str() {
+            "world" => Ok(ShardGroup::World),
+            "node" => Ok(ShardGroup::Node),
+            s => match s.parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(ShardGroup::Ranks(k)),
+                _ => Err(format!(
+                    "{s:?} is not a shard group: use \"world\", \"node\" or a number of ranks (at least 1)"
+                )),
+            },
+        }
+    }
 }
 
 impl Default for ZeroConfig {
@@ -219,6 +265,7 @@ impl Default for ZeroConfig {
             bucket_mb: 25.0,
             prefetch: true,
             reshard_after_forward: true,
+            shard_group: "world".into(),
         }
     }
 }
@@ -466,6 +513,9 @@ impl Config {
                 format!("must be 0, 1, 2 or 3, got {}", self.zero.stage),
             ));
         }
+        if let Err(why) = self.zero.shard_group() {
+            return Err(invalid(file, "zero.shard_group", why));
+        }
         m.check(file)?;
         m.check_init(file)?;
         if t.micro_batch == 0 {
@@ -609,6 +659,15 @@ impl Config {
                     t.global_batch, t.micro_batch, t.grad_accum, world, per_step
                 ),
             ));
+        }
+        if let Ok(ShardGroup::Ranks(k)) = self.zero.shard_group() {
+            if !world.is_multiple_of(k) {
+                return Err(invalid(
+                    &self.source,
+                    "zero.shard_group",
+                    format!("{k} ranks per shard group do not divide the world size {world}"),
+                ));
+            }
         }
         Ok(())
     }

@@ -27,6 +27,11 @@ pub struct Group {
     size: usize,
     /// This process's rank in the world, for messages.
     pub(super) world_rank: usize,
+    /// Names this process's node: the world rank of the node's first rank.
+    pub(super) node_id: u64,
+    /// This rank's successor on the group's ring (rank + 1 mod size) runs on another
+    /// node: the communication accounting counts ring collectives (`zero/comm.rs`).
+    successor_remote: bool,
     /// `MPI_IN_PLACE` of the linked library (a macro, so not exported by mpi-sys); `None`
     /// for an unknown library, where the host collectives (`collectives.rs`) copy through a
     /// scratch buffer and the raw ones (`raw.rs`) refuse the in-place forms.
@@ -52,6 +57,8 @@ impl Group {
             rank: comm.rank() as usize,
             size: comm.size() as usize,
             world_rank: comm.rank() as usize,
+            node_id: 0,
+            successor_remote: false,
             comm,
             name: "world".into(),
             in_place,
@@ -88,6 +95,19 @@ impl Group {
     pub fn is_root(&self) -> bool {
         self.rank == 0
     }
+    /// Whether this rank's successor on the group's ring is on another node, so what a
+    /// ring collective sends from here crosses the network between nodes.
+    pub fn successor_on_other_node(&self) -> bool {
+        self.successor_remote
+    }
+
+    /// Learns which of the group's ranks share this process's node (collective): every
+    /// rank's node id, gathered once when the group is made.
+    pub(super) fn learn_nodes(&mut self) -> Result<(), DistError> {
+        let ids = self.all_gather_u64s(&[self.node_id])?;
+        self.successor_remote = ids[(self.rank + 1) % self.size] != ids[self.rank];
+        Ok(())
+    }
 
     /// Splits the group (collective over it): ranks passing the same `color` form one new
     /// group, ordered as here. Every rank gets the group of its own color.
@@ -105,14 +125,19 @@ impl Group {
                 code: -1,
                 rank: self.world_rank,
             })?;
-        Ok(self.derived(comm, name))
+        let mut group = self.derived(comm, name);
+        group.learn_nodes()?;
+        Ok(group)
     }
 
     /// The ranks of this group that share a node (memory) with this process, named `node`
-    /// (`MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`; collective over the group).
+    /// (`MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`; collective over the group). Its
+    /// ring never leaves the node.
     pub fn split_shared(&self) -> Group {
         let comm = self.comm.split_shared(self.rank as c_int);
-        self.derived(comm, "node")
+        let mut node = self.derived(comm, "node");
+        node.successor_remote = false;
+        node
     }
 
     /// Gathers every rank's `mine` (the same length everywhere) in rank order: small

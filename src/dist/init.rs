@@ -64,7 +64,16 @@ impl Dist {
             cuda.enabled,
             cuda.enabled && cuda.detected(),
         );
-        let node = world.split_shared();
+        let mut world = world;
+        let mut node = world.split_shared();
+        // A node is named by its first world rank (split_shared keeps world order).
+        let node_id = node
+            .all_gather_u64s(&[rank as u64])
+            .with_context(|| format!("rank {rank}: naming the node"))?[0];
+        (world.node_id, node.node_id) = (node_id, node_id);
+        world
+            .learn_nodes()
+            .with_context(|| format!("rank {rank}: the ranks' nodes"))?;
         let across_nodes = world
             .split(node.rank(), "across-nodes")
             .with_context(|| format!("rank {rank}: the across-nodes group"))?;

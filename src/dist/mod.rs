@@ -16,6 +16,7 @@ mod group;
 mod init;
 mod launch_check;
 mod logging;
+mod mesh;
 mod nonblocking;
 mod peer_status;
 mod raw;
@@ -28,6 +29,7 @@ pub use elem::{DType, Elem};
 pub use group::Group;
 pub use init::in_place_sentinel;
 pub use logging::init_logging;
+pub use mesh::Mesh;
 pub use nonblocking::{Pending, Request};
 pub use raw::RawCollective;
 

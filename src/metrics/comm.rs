@@ -65,6 +65,14 @@ impl CommCounter {
     }
 }
 
+/// Bytes sent within a node and between nodes (the record's `comm_bytes`: a step's sum
+/// over ranks, counted as ring collectives, `zero::ring_bytes`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBytes {
+    pub intra_node: u64,
+    pub inter_node: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ mod table;
 mod timer;
 mod writer;
 
-pub use comm::{CommCounter, CommKind};
+pub use comm::{CommCounter, CommKind, NodeBytes};
 pub use mem::{peak_rss, MemCounter, Transient};
 pub use progress::Progress;
 pub use record::StepRecord;

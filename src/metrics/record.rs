@@ -1,5 +1,5 @@
 //! One line of the metrics JSONL file.
-use super::{CommCounter, MemCounter, PhaseTimes};
+use super::{CommCounter, MemCounter, NodeBytes, PhaseTimes};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Metrics of one logged optimizer step, as rank 0 writes it (memory and times are the
@@ -42,6 +42,11 @@ pub struct StepRecord {
     pub mem_ranks: Vec<MemCounter>,
     /// Elements contributed per collective kind this step.
     pub comm: CommCounter,
+    /// Bytes all ranks together sent this step to a rank on their own node and to one on
+    /// another node, had every collective run as a ring (docs/architecture.md, "Hybrid
+    /// sharding"); what `zerotrain estimate --nodes` predicts.
+    #[serde(default)]
+    pub comm_bytes: NodeBytes,
     /// The step was skipped (fp16 overflow on some rank).
     pub skipped: bool,
     /// Bytes copied host -> device and device -> host this step (maximum over ranks):

@@ -5,7 +5,7 @@
 use crate::config::DType;
 use crate::device::{Backend, DeviceCollective, Store};
 use crate::dist::{watchdog, Group, RawCollective, Request, ScalarOp};
-use crate::metrics::{CommCounter, CommKind};
+use crate::metrics::{CommCounter, CommKind, NodeBytes};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -21,6 +21,10 @@ pub struct CommStats {
     /// Time the step waited on collectives.
     #[serde(skip)]
     pub exposed_ms: f64,
+    /// Bytes this rank sent to a rank on its own node and to one on another node, had
+    /// every collective run as a ring in group-rank order ([`ring_bytes`]).
+    #[serde(skip)]
+    pub bytes: NodeBytes,
     /// In-flight intervals of this step's collectives, merged into `comm_ms` by `finish`.
     #[serde(skip)]
     intervals: Vec<(Instant, Instant)>,
@@ -34,6 +38,7 @@ impl Clone for CommStats {
             counter: self.counter,
             comm_ms: self.comm_ms,
             exposed_ms: self.exposed_ms,
+            bytes: self.bytes,
             intervals: Vec::new(),
         }
     }
@@ -81,12 +86,35 @@ impl CommStats {
     fn add_allgather(&mut self, n: usize) {
         self.counter.add(CommKind::Allgather, n);
     }
+    /// Counts what this rank sends for `what` of `count` elements of `dtype` over `group`.
+    fn add_bytes(&mut self, group: &Group, what: RawCollective, count: usize, dtype: DType) {
+        let sent = ring_bytes(what, count, group.size(), dtype.bytes());
+        match group.successor_on_other_node() {
+            true => self.bytes.inter_node += sent,
+            false => self.bytes.intra_node += sent,
+        }
+    }
     /// Time of a blocking collective: all of it was in flight and all of it exposed.
     fn blocking(&mut self, since: Instant) {
         let now = Instant::now();
         self.exposed_ms += (now - since).as_secs_f64() * 1e3;
         self.intervals.push((since, now));
     }
+}
+
+/// Bytes one rank sends for a collective over `size` ranks when it runs as a ring, the
+/// bandwidth-optimal algorithm (NCCL's, and what the ZeRO paper's volumes assume), in
+/// which every rank sends only to its ring successor: `size - 1` blocks of `count`
+/// elements for a reduce-scatter or an all-gather (`count` per rank), twice `size - 1`
+/// blocks of `count / size` for an all-reduce of `count`. MPI libraries pick other
+/// algorithms for some sizes (docs/architecture.md, "Hybrid sharding", measured there).
+pub fn ring_bytes(what: RawCollective, count: usize, size: usize, elem_bytes: usize) -> u64 {
+    let steps = size as u64 - 1;
+    let block = match what {
+        RawCollective::AllReduceInPlace => 2 * count as u64 / size as u64,
+        _ => count as u64,
+    };
+    steps * block * elem_bytes as u64
 }
 
 /// How the backend's memory reaches MPI.
@@ -214,6 +242,7 @@ pub fn start<B: Backend>(
         }
     }
     let dtype = backend.mem_dtype(&bufs.send);
+    stats.add_bytes(group, what, count, dtype);
     let (ns, nr) = extents(what, count, group.size());
     let (req, host) = match transport {
         Transport::Direct => {
@@ -416,6 +445,11 @@ pub fn all_gather_in_place<B: Backend>(
     stats.add_allgather(n);
     let what = RawCollective::AllGatherInPlace;
     let mine = group.rank() * count;
+    let dtype = match &target {
+        Target::F32(_) => DType::Fp32,
+        Target::Mem(m) => backend.mem_dtype(m),
+    };
+    stats.add_bytes(group, what, count, dtype);
     match (link.transport, target) {
         (Transport::Direct, target) => {
             backend.sync()?;

@@ -20,8 +20,11 @@ pub(super) struct Core<'d, B: Backend> {
     pub reduce: DType,
     /// The data-parallel group (loss and gradient averages, the all-reduce).
     pub dp: Link<'d>,
-    /// The group states are sharded over (the layout's world); today always `dp`.
+    /// The group states are sharded over (the layout's world): `dp`, or for hybrid
+    /// sharding a part of it.
     pub shard: Link<'d>,
+    /// Hybrid sharding: the ranks holding this rank's shard in the other shard groups.
+    pub replicas: Option<Link<'d>>,
     pub staging: StagingPool,
     pub stats: CommStats,
 }
@@ -29,6 +32,12 @@ pub(super) struct Core<'d, B: Backend> {
 impl<B: Backend> Core<'_, B> {
     pub fn be(&self) -> &B {
         self.backend.as_ref()
+    }
+
+    /// Whether this rank holds the first copy of its shard (always, without replicas):
+    /// the copy the gradient norm and checkpoints count.
+    pub fn is_first_replica(&self) -> bool {
+        self.replicas.is_none_or(|r| r.group.rank() == 0)
     }
 
     /// The unit-local range of unit `u` the optimizer owns on this rank.

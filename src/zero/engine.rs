@@ -65,6 +65,38 @@ pub struct StepOutcome {
     pub stop: bool,
 }
 
+/// The groups an engine trains over: data-parallel `dp` (loss and gradient averages),
+/// `shard` (the layout's world: reduce-scatters and all-gathers) and, for hybrid sharding
+/// (`zero.shard_group`, docs/architecture.md "Hybrid sharding"), `replicas`: the ranks
+/// holding the same shard in the other shard groups, across which the reduced gradient
+/// shards are summed. `dp` has `shard × replicas` ranks.
+#[derive(Clone, Copy)]
+pub struct Groups<'d> {
+    pub dp: &'d Group,
+    pub shard: &'d Group,
+    pub replicas: Option<&'d Group>,
+}
+
+impl<'d> Groups<'d> {
+    /// Every state sharded over all of `world` (plain ZeRO).
+    pub fn flat(world: &'d Group) -> Groups<'d> {
+        Groups {
+            dp: world,
+            shard: world,
+            replicas: None,
+        }
+    }
+
+    /// Sharded over `mesh.shard`, replicated across `mesh.replicas`.
+    pub fn hybrid(world: &'d Group, mesh: &'d crate::dist::Mesh) -> Groups<'d> {
+        Groups {
+            dp: world,
+            shard: &mesh.shard,
+            replicas: Some(&mesh.replicas),
+        }
+    }
+}
+
 pub struct Engine<'d, B: Backend> {
     pub(super) core: Core<'d, B>,
     pub(super) model: Box<dyn Model<B>>,
@@ -89,31 +121,35 @@ pub struct Engine<'d, B: Backend> {
 
 impl<'d, B: Backend> Engine<'d, B> {
     /// Builds the states of `model` for this rank, initialised from `cfg.train.seed`,
-    /// training data-parallel over `dp` with states sharded over `shard`.
+    /// training over `groups`.
     pub fn new(
-        dp: &'d Group,
-        shard: &'d Group,
+        groups: Groups<'d>,
         backend: Arc<B>,
         model: Box<dyn Model<B>>,
         cfg: &Config,
     ) -> anyhow::Result<Self> {
-        Self::with_init(dp, shard, backend, model, cfg, None)
+        Self::with_init(groups, backend, model, cfg, None)
     }
 
     /// As [`Engine::new`], with unit u's initial values (`units()[u].numel`, canonical
     /// order, identical on every rank) from `init(u)` instead of the seeded
     /// `Model::init_unit` (e.g. `model.init = "hf:DIR"`). No collective.
     pub fn with_init(
-        dp: &'d Group,
-        shard: &'d Group,
+        groups: Groups<'d>,
         backend: Arc<B>,
         model: Box<dyn Model<B>>,
         cfg: &Config,
         mut init: Option<&mut dyn FnMut(usize) -> anyhow::Result<Vec<f32>>>,
     ) -> anyhow::Result<Self> {
-        if shard.size() != dp.size() {
+        let Groups {
+            dp,
+            shard,
+            replicas,
+        } = groups;
+        let copies = replicas.map_or(1, |r| r.size());
+        if shard.size() * copies != dp.size() {
             anyhow::bail!(
-                "sharding over group {} ({} ranks) within data-parallel group {} ({} ranks) is not built yet: the shard group must be the data-parallel group",
+                "internal error: shard group {} ({} ranks) times {copies} replicas is not the data-parallel group {} ({} ranks)",
                 shard.name(),
                 shard.size(),
                 dp.name(),
@@ -155,6 +191,7 @@ impl<'d, B: Backend> Engine<'d, B> {
                 group: shard,
                 transport,
             },
+            replicas: replicas.map(|group| Link { group, transport }),
             staging: StagingPool::default(),
             stats: CommStats::default(),
             backend,
@@ -206,15 +243,25 @@ impl<'d, B: Backend> Engine<'d, B> {
     /// Moves the engine's collectives onto the backend's device collectives (NCCL) where
     /// `system.collectives` asks for them or allows them and every rank has them; else
     /// they stay on MPI. Collective: every rank calls it once, after `new`, before
-    /// training (the shard group is the data-parallel group, so one communicator serves).
+    /// training (one communicator per group: the shard group serves as the data-parallel
+    /// one when they are the same).
     pub fn connect_collectives(&mut self) -> anyhow::Result<()> {
-        let group = self.core.shard.group;
-        if let Some((transport, why)) =
-            comm::connect_device(self.core.be(), group, &self.collectives)?
-        {
-            self.core.dp.transport = transport;
-            self.core.shard.transport = transport;
-            self.transport_why = why;
+        let (be, setting) = (self.core.backend.clone(), self.collectives.clone());
+        let Some((transport, why)) = comm::connect_device(be.as_ref(), self.core.shard.group, &setting)?
+        else {
+            return Ok(());
+        };
+        self.core.shard.transport = transport;
+        self.transport_why = why;
+        match self.core.replicas.as_mut() {
+            None => self.core.dp.transport = transport,
+            Some(replicas) => {
+                for link in [&mut self.core.dp, replicas] {
+                    if let Some((t, _)) = comm::connect_device(be.as_ref(), link.group, &setting)? {
+                        link.transport = t;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -233,8 +280,12 @@ impl<'d, B: Backend> Engine<'d, B> {
     /// reach the backend's memory.
     pub fn collectives_summary(&self) -> String {
         let (dp, shard) = (self.core.dp.group, self.core.shard.group);
+        let replicas = match self.core.replicas {
+            Some(r) => format!(", {} replicas of it (group {})", r.group.size(), r.group.name()),
+            None => String::new(),
+        };
         format!(
-            "collectives: data-parallel group {} ({} ranks), shard group {} ({} ranks) on {}: {}",
+            "collectives: data-parallel group {} ({} ranks), shard group {} ({} ranks){replicas} on {}: {}",
             dp.name(),
             dp.size(),
             shard.name(),
@@ -242,6 +293,14 @@ impl<'d, B: Backend> Engine<'d, B> {
             self.core.be().name(),
             self.transport_why
         )
+    }
+
+    /// Which rank file this rank writes in a checkpoint, and of how many: its place in
+    /// the shard group, for the first replica only (the others hold the same states).
+    pub fn checkpoint_file(&self) -> Option<(usize, usize)> {
+        self.core
+            .is_first_replica()
+            .then(|| (self.core.rank, self.core.shard.group.size()))
     }
 
     /// The unit-local range of unit `u` the optimizer owns on this rank.

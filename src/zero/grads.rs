@@ -16,6 +16,17 @@ use std::ops::Range;
 /// At most this many gradient buckets are in flight; a further one waits for the oldest.
 const MAX_BUCKETS_IN_FLIGHT: usize = 2;
 
+/// What a bucket's collective in flight does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The bucket's reduction (`GradReduction`): over the shard group, or the
+    /// data-parallel all-reduce.
+    Reduce,
+    /// Hybrid sharding, once per step: the reduced shards summed across the replicas
+    /// (an all-reduce in place).
+    Replicas,
+}
+
 pub(super) struct Grads<B: Backend> {
     homes: Vec<Home<B>>,
     /// f32 working buffers per unit during backward (when the home is not one), and the
@@ -30,7 +41,7 @@ pub(super) struct Grads<B: Backend> {
     /// (send, receive) buffers sized once for the largest bucket, and the reductions in
     /// flight (bucket, op).
     bucket_bufs: Vec<MemPair<B>>,
-    in_flight: VecDeque<(usize, InFlight<B>)>,
+    in_flight: VecDeque<(usize, Phase, InFlight<B>)>,
     /// Transient bytes: working and bucket buffers.
     mem: MemCounter,
 }
@@ -244,15 +255,49 @@ impl<B: Backend> Grads<B> {
             }
         }
         self.buckets[b] = units;
-        self.in_flight.push_back((b, op));
+        self.in_flight.push_back((b, Phase::Reduce, op));
+        Ok(())
+    }
+
+    /// Hybrid sharding: packs bucket `b`'s reduced gradient shards (each unit's home over
+    /// its optimizer domain) and starts their sum across the replicas.
+    fn launch_replicas(&mut self, core: &mut Core<'_, B>, b: usize) -> anyhow::Result<()> {
+        let Some(link) = core.replicas else {
+            return Ok(());
+        };
+        let mut bufs = self.take_send_recv(core)?;
+        let be = core.backend.as_ref();
+        let mut at = 0;
+        for &u in &self.buckets[b] {
+            let range = core.grad_home_range(u);
+            let n = range.len();
+            match &self.homes[u] {
+                Home::F32(h) => be.mem_from_f32(&mut bufs.send, at, h, range.start, n),
+                Home::Typed(h) => be.mem_copy(&mut bufs.send, at, h, range.start, n),
+            }
+            at += n;
+        }
+        let op = comm::start(
+            be,
+            &link,
+            &mut core.staging,
+            RawCollective::AllReduceInPlace,
+            bufs,
+            at,
+            &mut core.stats,
+        )?;
+        self.in_flight.push_back((b, Phase::Replicas, op));
         Ok(())
     }
 
     /// Waits for the oldest reduction and unpacks it into the gradient homes.
     fn complete_oldest(&mut self, core: &mut Core<'_, B>) -> anyhow::Result<()> {
-        let Some((b, op)) = self.in_flight.pop_front() else {
+        let Some((b, phase, op)) = self.in_flight.pop_front() else {
             return Ok(());
         };
+        if phase == Phase::Replicas {
+            return self.complete_replicas(core, b, op);
+        }
         let reduction = core.plan.reduction();
         let group = match reduction {
             GradReduction::AllReduce => core.dp.group,
@@ -289,17 +334,54 @@ impl<B: Backend> Grads<B> {
         Ok(())
     }
 
-    /// Waits for every reduction of this step.
+    /// Waits for bucket `b`'s sum across the replicas and copies it into the homes.
+    fn complete_replicas(
+        &mut self,
+        core: &mut Core<'_, B>,
+        b: usize,
+        op: InFlight<B>,
+    ) -> anyhow::Result<()> {
+        let Some(link) = core.replicas else {
+            anyhow::bail!("internal error: a sum across replicas without replicas");
+        };
+        let be = core.backend.as_ref();
+        watchdog::note("waiting for the sum across replicas of bucket", Some(b));
+        let bufs = op.wait(be, link.group, &mut core.staging, &mut core.stats)?;
+        let mut at = 0;
+        for &u in &self.buckets[b] {
+            let range = core.grad_home_range(u);
+            let n = range.len();
+            match &mut self.homes[u] {
+                Home::F32(h) => be.mem_to_f32(h, range.start, &bufs.send, at, n),
+                Home::Typed(h) => be.mem_copy(h, range.start, &bufs.send, at, n),
+            }
+            at += n;
+        }
+        self.bucket_bufs.push(bufs);
+        Ok(())
+    }
+
+    /// Waits for every reduction of this step; with hybrid sharding then sums the reduced
+    /// shards across the replicas (the shard group's sums, added over every shard group,
+    /// are the data-parallel sum).
     pub fn finish(&mut self, core: &mut Core<'_, B>) -> anyhow::Result<()> {
         while !self.in_flight.is_empty() {
             self.complete_oldest(core)?;
+        }
+        if core.replicas.is_some() && core.plan.reduction() != GradReduction::AllReduce {
+            for b in 0..self.buckets.len() {
+                self.launch_replicas(core, b)?;
+            }
+            while !self.in_flight.is_empty() {
+                self.complete_oldest(core)?;
+            }
         }
         Ok(())
     }
 
     /// MPI progress for the reductions in flight.
     pub fn progress(&mut self) {
-        for (_, op) in self.in_flight.iter_mut() {
+        for (_, _, op) in self.in_flight.iter_mut() {
             op.test();
         }
     }

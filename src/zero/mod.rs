@@ -15,10 +15,10 @@ mod params;
 mod plan;
 mod state_io;
 
-pub use comm::CommStats;
-pub use engine::{Engine, EvalOutcome, StepOutcome};
+pub use comm::{ring_bytes, CommStats};
+pub use engine::{Engine, EvalOutcome, Groups, StepOutcome};
 pub use layout::{Layout, UnitLayout, ALIGN};
 pub use plan::{
-    buckets, optimizer_states, GradReduction, MemPlan, Placement, Placements, StagePlan,
+    buckets, optimizer_states, GradReduction, MemPlan, Placement, Placements, StagePlan, Topology,
 };
 pub use state_io::UnitPiece;

@@ -108,6 +108,11 @@ impl<B: Backend> ShardedOptimizer<B> {
         grads: &mut Grads<B>,
     ) -> anyhow::Result<f64> {
         let mut partial = 0.0f64;
+        // Replicas of a shard hold the same reduced gradients: the first copy counts them
+        // (an fp16 overflow in them is in that copy too).
+        if !core.is_first_replica() {
+            return Ok(partial);
+        }
         for u in 0..self.master.len() {
             let owned = core.owned_in_domain(u);
             let (g, off) = grads.domain_f32(core, u, &mut self.gtmp);

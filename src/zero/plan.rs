@@ -3,6 +3,7 @@
 //! (and counts them as it does), and `zerotrain estimate` prints them.
 use super::Layout;
 use crate::config::{DType, OptimizerKind};
+use crate::metrics::NodeBytes;
 use serde::Serialize;
 
 /// The optimizer's fp32 state vectors per parameter (Adam: 2 moments; SGD: momentum).
@@ -174,6 +175,117 @@ impl StagePlan {
             full
         };
         micro * gathers + reduce
+    }
+}
+
+/// Where the ranks of a job run, for predicting traffic: `world` ranks, `per_node` to a
+/// node, placed in rank order (ranks 0..per_node on the first node, as mpirun's and
+/// srun's default block placement does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    pub world: usize,
+    pub per_node: usize,
+}
+
+impl Topology {
+    /// How many ranks of the groups (which partition the world; each listed in group-rank
+    /// order) have their ring successor on another node.
+    fn remote_successors(&self, groups: &[Vec<usize>]) -> u64 {
+        let node = |r: usize| r / self.per_node;
+        groups
+            .iter()
+            .flat_map(|g| (0..g.len()).map(move |i| (g[i], g[(i + 1) % g.len()])))
+            .filter(|&(r, next)| node(r) != node(next))
+            .count() as u64
+    }
+
+    /// The world's groups: shard groups of `shard` consecutive ranks, or (`replicas`) the
+    /// groups of ranks at the same position in each.
+    fn groups(&self, shard: usize, replicas: bool) -> Vec<Vec<usize>> {
+        match replicas {
+            false => (0..self.world / shard)
+                .map(|g| (g * shard..(g + 1) * shard).collect())
+                .collect(),
+            true => (0..shard)
+                .map(|p| (p..self.world).step_by(shard).collect())
+                .collect(),
+        }
+    }
+}
+
+impl StagePlan {
+    /// Bytes all ranks together send in one step, within nodes and between them, had every
+    /// collective run as a ring (`comm::ring_bytes`): what the engine counts as it runs
+    /// (the record's `comm_bytes`). `layout` is the shard group's (its world is the shard
+    /// group's size); the data-parallel world and the node size come from `topo`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ring_traffic(
+        &self,
+        layout: &Layout,
+        topo: Topology,
+        reduce: DType,
+        bucket_bytes: usize,
+        reshard_after_forward: bool,
+        root: Option<usize>,
+    ) -> NodeBytes {
+        use crate::dist::RawCollective::{AllGather, AllReduceInPlace, ReduceScatter};
+        let (k, n) = (layout.world, topo.world);
+        let copies = n / k;
+        let (rb, pb) = (reduce.bytes(), self.dtype.bytes());
+        let shard = layout.shard();
+        let buckets = buckets(layout, bucket_bytes, rb);
+        let bucket_len =
+            |b: &Vec<usize>| b.iter().map(|&u| layout.units[u].padded).sum::<usize>();
+        // (bytes each rank sends, the groups it sends them over)
+        let world = topo.groups(n, false);
+        let shards = topo.groups(k, false);
+        let replicas = topo.groups(k, true);
+        let mut classes: Vec<(u64, &[Vec<usize>])> = Vec::new();
+        let micro = self.grad_accum as u64;
+        match self.reduction() {
+            GradReduction::AllReduce => {
+                let b = buckets
+                    .iter()
+                    .map(|b| super::comm::ring_bytes(AllReduceInPlace, bucket_len(b), n, rb))
+                    .sum();
+                classes.push((b, &world));
+            }
+            reduction => {
+                let times = match reduction {
+                    GradReduction::ReduceScatterEachMicro => micro,
+                    _ => 1,
+                };
+                let rs = super::comm::ring_bytes(ReduceScatter, shard, k, rb);
+                classes.push((times * rs, &shards));
+                if copies > 1 {
+                    let b = buckets
+                        .iter()
+                        .map(|b| {
+                            super::comm::ring_bytes(AllReduceInPlace, bucket_len(b) / k, copies, rb)
+                        })
+                        .sum();
+                    classes.push((b, &replicas));
+                }
+            }
+        }
+        if self.shards_params() {
+            let root_shard = root.map_or(0, |r| layout.units[r].shard);
+            let gathered = match reshard_after_forward {
+                true => 2 * shard - root_shard,
+                false => shard,
+            };
+            let g = super::comm::ring_bytes(AllGather, gathered, k, pb);
+            classes.push((micro * g, &shards));
+        } else if self.shards_optimizer() {
+            classes.push((super::comm::ring_bytes(AllGather, shard, k, pb), &shards));
+        }
+        let mut out = NodeBytes::default();
+        for (bytes, groups) in classes {
+            let remote = topo.remote_successors(groups);
+            out.inter_node += bytes * remote;
+            out.intra_node += bytes * (n as u64 - remote);
+        }
+        out
     }
 }
 

@@ -89,7 +89,8 @@ pub fn run(a: StepArgs) -> anyhow::Result<()> {
     );
     // The CPU backend: this benchmark measures one CPU process.
     let backend = std::sync::Arc::new(crate::device::Cpu::new(run_cfg.system.threads));
-    let mut engine = crate::cli::train::build_engine(&dist, &run_cfg, backend)?;
+    let mesh = crate::cli::train::shard_mesh(&dist, &run_cfg)?;
+    let mut engine = crate::cli::train::build_engine(&dist, &mesh, &run_cfg, backend)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n = a.batch * a.ctx;
     let tokens: Vec<u32> = (0..n + 1)
